@@ -1,0 +1,1 @@
+"""hydroml.data.readers."""
