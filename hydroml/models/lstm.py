@@ -1,0 +1,421 @@
+"""Recurrent discharge models: ``lstm`` (cuDNN / oneDNN ``nn.LSTM``) and ``ealstm`` (entity-aware LSTM).
+
+Both take a batch from :class:`hydroml.datasets.BasinDataset` (``x_dynamic`` ``[B, T, F]``, ``x_static``
+``[B, S]``) and return ``{"y_hat": [B, T, n_targets], "h_n": [L, B, H], "c_n": [L, B, H], "state": (h_n, c_n)}``.
+An optional ``batch["state"]`` (the ``(h_n, c_n)`` of a previous call) starts the recurrence from that state,
+for stateful forecasting over long periods in chunks.
+
+Static attributes are never copied along time
+---------------------------------------------
+neuralhydrology (and most LSTM rainfall-runoff code) concatenates the static attributes to every time step,
+materialising a ``[B, T, F + S]`` input. hydroml instead projects the statics **once per sequence** and adds the
+result as a per-sequence bias:
+
+.. math::
+
+    z_t = A_d\\, x^{dyn}_t + \\underbrace{(A_s\\, x^{stat} + a)}_{\\text{one } [B, E] \\text{ bias}}
+
+``A_s x^{stat}`` is a ``[B, E]`` tensor broadcast over time (no ``[B, T, S]`` copy exists). ``z_t`` then enters
+``nn.LSTM`` (the fused cuDNN kernel on GPU, oneDNN on CPU), whose input weights ``W_ih`` act on it. Because
+``W_ih (A_d x_d + A_s x_s + a) = [W_ih A_d | W_ih A_s] [x_d; x_s] + W_ih a``, the model is exactly an LSTM on the
+concatenated input with input weights ``[W_ih A_d | W_ih A_s]``; with the default ``embedding_size = F + S``
+every such concatenated LSTM is representable (``tests/test_models_lstm.py`` checks the equivalence by copying
+a naive concatenation LSTM into this layout).
+
+Activation checkpointing over time
+----------------------------------
+``checkpointing=True`` (or :meth:`set_checkpoint_schedule`) splits the sequence into chunks of time steps.
+Only the recurrent state at chunk boundaries and the (small) per-step outputs are kept; each chunk, including
+the input projection and the regression head, is recomputed during backward
+(``torch.utils.checkpoint`` with ``use_reentrant=False``). Outputs and gradients equal the unchunked model's to
+float32 round-off. A schedule is a list whose items are ``int`` (a chunk of that many steps, recomputed),
+``{"store": n}`` (a chunk of ``n`` steps whose activations are kept) or a nested list (a segment that is itself
+checkpointed and, during its recomputation, chunked again: revolve-style nesting for budgets below one level of
+chunking). ``hydroml.memory`` plans such schedules under a byte budget from :meth:`stages`.
+
+With dropout > 0 in training mode the dropout masks depend on the chunking (they are drawn per chunk), so
+outputs are identical between schedules only with ``dropout=0`` or in ``eval()`` mode.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from hydroml.exceptions import ConfigError
+from hydroml.models.registry import register_model
+
+__all__ = ["LSTMModel", "EALSTMModel", "lstm", "ealstm"]
+
+Schedule = list  # items: int | {"store": int} | nested list
+
+
+def _normalise_schedule(schedule: Any, seq_len: int) -> list:
+    """Validate a checkpoint schedule against ``seq_len``; ``int`` = a uniform chunk length."""
+    if isinstance(schedule, int) and not isinstance(schedule, bool):
+        if schedule < 1:
+            raise ConfigError(f"checkpoint chunk length must be >= 1, got {schedule}")
+        n_full, rest = divmod(seq_len, schedule)
+        return [schedule] * n_full + ([rest] if rest else [])
+
+    def length(item: Any) -> int:
+        if isinstance(item, dict):
+            if set(item) != {"store"}:
+                raise ConfigError(
+                    f"checkpoint schedule item {item!r}: expected an int, {{'store': n}} or a list"
+                )
+            return int(item["store"])
+        if isinstance(item, list | tuple):
+            return sum(length(i) for i in item)
+        return int(item)
+
+    total = length(list(schedule))
+    if total != seq_len:
+        raise ConfigError(
+            f"checkpoint schedule covers {total} time steps but the sequence has {seq_len} ({schedule!r})"
+        )
+    return list(schedule)
+
+
+def _default_chunk(seq_len: int) -> int:
+    # sqrt(T) chunks: keeps O(sqrt T) states and recomputes each step once.
+    return max(1, int(math.ceil(math.sqrt(seq_len))))
+
+
+class _RecurrentBase(nn.Module):
+    """Shared machinery: initial state, chunked (optionally checkpointed) time loop, head and outputs."""
+
+    hidden_size: int
+    num_layers: int
+
+    def __init__(self, checkpointing: bool | int | Sequence = False) -> None:
+        super().__init__()
+        self._schedule: Any = None
+        self.set_checkpoint_schedule(checkpointing)
+
+    # -- checkpointing -----------------------------------------------------------------------------------
+    @property
+    def checkpointing(self) -> bool:
+        """Whether time-chunked activation checkpointing is on."""
+        return self._schedule is not None
+
+    def set_checkpoint_schedule(self, schedule: bool | int | Sequence | None) -> None:
+        """Choose how the time loop is checkpointed.
+
+        Parameters
+        ----------
+        schedule : bool, int, list or None
+            ``False``/``None``: store every activation (fastest, most memory). ``True``: chunks of
+            ``ceil(sqrt(T))`` steps. ``int``: chunks of that many steps. ``list``: an explicit schedule (see the
+            module docstring) whose lengths must sum to the sequence length.
+        """
+        if schedule is False or schedule is None:
+            self._schedule = None
+        elif schedule is True:
+            self._schedule = "sqrt"
+        elif isinstance(schedule, int):
+            if schedule < 1:
+                raise ConfigError(f"checkpoint chunk length must be >= 1, got {schedule}")
+            self._schedule = schedule
+        else:
+            self._schedule = list(schedule)
+
+    def stages(self, seq_len: int, batch_size: int) -> list[dict]:
+        """The model's chain of stages for the memory planner: one stage per time step.
+
+        Parameters
+        ----------
+        seq_len : int
+            Sequence length ``T``.
+        batch_size : int
+            Batch size ``B``.
+
+        Returns
+        -------
+        list of dict
+            ``T`` homogeneous stages with ``"name"``, ``"state_bytes"`` (the ``(h, c)`` kept at a chunk boundary)
+            and ``"activation_bytes"`` (an estimate of what one step keeps for backward in float32: gates,
+            cell state and its tanh, hidden state). Measure with ``hydroml.memory.profile`` for exact figures.
+        """
+        h = self.hidden_size * self.num_layers
+        state = 2 * batch_size * h * 4
+        act = batch_size * h * 4 * (self._gates_per_step() + 3)
+        return [
+            {"name": f"t{t}", "kind": "time", "state_bytes": state, "activation_bytes": act}
+            for t in range(seq_len)
+        ]
+
+    def _gates_per_step(self) -> int:
+        return 4
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def _initial_state(self, batch: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state = batch.get("state")
+        shape = (self.num_layers, x.shape[0], self.hidden_size)
+        if state is None:
+            z = x.new_zeros(shape)
+            return z, z
+        if isinstance(state, dict):
+            h0, c0 = state["h_n"], state["c_n"]
+        else:
+            h0, c0 = state
+        if tuple(h0.shape) != shape or tuple(c0.shape) != shape:
+            raise ValueError(
+                f"batch['state'] must be (h, c) of shape {shape}, got {tuple(h0.shape)} and {tuple(c0.shape)}"
+            )
+        return h0.to(x.dtype), c0.to(x.dtype)
+
+    def _static_bias(self, batch: dict, x: torch.Tensor) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def _chunk(
+        self, x_dyn: torch.Tensor, sbias: torch.Tensor | None, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``x_dyn`` ``[B, t, F]`` from state ``(h, c)``; return ``(y_hat [B, t, n], h, c)``."""
+        raise NotImplementedError
+
+    def _run(self, items: list, x: torch.Tensor, sbias, h, c, start: int, nested: bool):
+        ys = []
+        for item in items:
+            if isinstance(item, dict):
+                n = int(item["store"])
+                y, h, c = self._chunk(x[:, start : start + n], sbias, h, c)
+            elif isinstance(item, list | tuple):
+                n = _normalised_len(item)
+                seg = list(item)
+                y, h, c = checkpoint(
+                    self._segment, seg, x[:, start : start + n], sbias, h, c, use_reentrant=False
+                )
+            else:
+                n = int(item)
+                y, h, c = checkpoint(self._chunk, x[:, start : start + n], sbias, h, c, use_reentrant=False)
+            ys.append(y)
+            start += n
+        return torch.cat(ys, dim=1) if len(ys) > 1 else ys[0], h, c
+
+    def _segment(self, items: list, x: torch.Tensor, sbias, h, c):
+        y, h, c = self._run(items, x, sbias, h, c, 0, nested=True)
+        return y, h, c
+
+    def forward(self, batch: dict) -> dict:
+        """Run the model on a batch.
+
+        Parameters
+        ----------
+        batch : dict
+            ``"x_dynamic"`` ``[B, T, F]``, ``"x_static"`` ``[B, S]`` (when ``n_static > 0``), optional
+            ``"state"`` = ``(h_0, c_0)`` each ``[num_layers, B, hidden_size]``.
+
+        Returns
+        -------
+        dict
+            ``"y_hat"`` ``[B, T, n_targets]`` (every step), ``"h_n"`` and ``"c_n"`` ``[num_layers, B,
+            hidden_size]`` (state after the last step), ``"state"`` = ``(h_n, c_n)``.
+        """
+        x = batch["x_dynamic"]
+        if x.dim() != 3 or x.shape[-1] != self.n_dynamic:
+            raise ValueError(f"x_dynamic must be [batch, time, {self.n_dynamic}], got shape {tuple(x.shape)}")
+        sbias = self._static_bias(batch, x)
+        h, c = self._initial_state(batch, x)
+        seq_len = x.shape[1]
+        use_ckpt = self._schedule is not None and torch.is_grad_enabled()
+        if not use_ckpt:
+            y, h, c = self._chunk(x, sbias, h, c)
+        else:
+            sched = self._schedule
+            if sched == "sqrt":
+                sched = _default_chunk(seq_len)
+            items = _normalise_schedule(sched, seq_len)
+            y, h, c = self._run(items, x, sbias, h, c, 0, nested=False)
+        return {"y_hat": y, "h_n": h, "c_n": c, "state": (h, c)}
+
+
+def _normalised_len(item: Any) -> int:
+    if isinstance(item, dict):
+        return int(item["store"])
+    if isinstance(item, list | tuple):
+        return sum(_normalised_len(i) for i in item)
+    return int(item)
+
+
+class LSTMModel(_RecurrentBase):
+    """LSTM regression model on ``nn.LSTM`` with statics added as a per-sequence input bias.
+
+    Parameters
+    ----------
+    n_dynamic : int
+        Number of dynamic (time-varying) inputs ``F``.
+    n_static : int
+        Number of static attributes ``S`` (0 for none).
+    n_targets : int
+        Number of regression targets.
+    hidden_size : int
+        LSTM hidden size ``H``.
+    num_layers : int
+        Stacked LSTM layers (statics enter the first).
+    embedding_size : int, optional
+        Size ``E`` of the input projection fed to ``nn.LSTM``; defaults to ``F + S`` (as expressive as
+        concatenating statics to every step).
+    dropout : float
+        Dropout on the hidden states before the head (and between stacked layers).
+    initial_forget_bias : float, optional
+        Initial forget-gate bias (3 keeps the gate open early in training, as in neuralhydrology).
+    checkpointing : bool, int or list
+        Time-chunked activation checkpointing; see :meth:`set_checkpoint_schedule`.
+    """
+
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int = 0,
+        n_targets: int = 1,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        embedding_size: int | None = None,
+        dropout: float = 0.0,
+        initial_forget_bias: float | None = 3.0,
+        checkpointing: bool | int | Sequence = False,
+    ) -> None:
+        super().__init__(checkpointing)
+        if n_dynamic < 1 or n_static < 0 or n_targets < 1 or hidden_size < 1 or num_layers < 1:
+            raise ConfigError(
+                f"lstm: need n_dynamic >= 1, n_static >= 0, n_targets >= 1, hidden_size >= 1, num_layers >= 1; "
+                f"got {n_dynamic}, {n_static}, {n_targets}, {hidden_size}, {num_layers}"
+            )
+        self.n_dynamic, self.n_static, self.n_targets = n_dynamic, n_static, n_targets
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.embedding_size = embedding_size or (n_dynamic + n_static)
+        self.input_dynamic = nn.Linear(n_dynamic, self.embedding_size, bias=True)
+        self.input_static = nn.Linear(n_static, self.embedding_size, bias=False) if n_static else None
+        self.lstm = nn.LSTM(
+            self.embedding_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_targets)
+        if initial_forget_bias is not None:
+            with torch.no_grad():
+                for layer in range(num_layers):
+                    getattr(self.lstm, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size] = (
+                        initial_forget_bias
+                    )
+
+    def _static_bias(self, batch: dict, x: torch.Tensor) -> torch.Tensor | None:
+        if self.input_static is None:
+            return None
+        xs = batch["x_static"]
+        if xs.shape != (x.shape[0], self.n_static):
+            raise ValueError(f"x_static must be [batch, {self.n_static}], got shape {tuple(xs.shape)}")
+        return self.input_static(xs).unsqueeze(1)  # [B, 1, E]: broadcast over time, never copied
+
+    def _chunk(self, x_dyn, sbias, h, c):
+        z = self.input_dynamic(x_dyn)
+        if sbias is not None:
+            z = z + sbias
+        out, (h, c) = self.lstm(z, (h, c))
+        return self.head(self.dropout(out)), h, c
+
+
+class EALSTMModel(_RecurrentBase):
+    """Entity-aware LSTM (Kratzert et al., 2019): the input gate depends on the static attributes only.
+
+    .. math::
+
+        i &= \\sigma(W_i x^{stat} + b_i) \\quad\\text{(once per sequence)}\\\\
+        f_t, o_t, g_t &= W_{d} x^{dyn}_t + W_h h_{t-1} + b\\\\
+        c_t &= \\sigma(f_t) \\odot c_{t-1} + i \\odot \\tanh(g_t),\\quad h_t = \\sigma(o_t) \\odot \\tanh(c_t)
+
+    The dynamic input projection is one matrix product over all steps of a chunk; the recurrence is a loop
+    over time (no fused kernel exists for this cell).
+
+    Parameters
+    ----------
+    n_dynamic, n_static, n_targets, hidden_size, dropout, initial_forget_bias, checkpointing
+        As :class:`LSTMModel` (``n_static`` must be >= 1).
+
+    References
+    ----------
+    Kratzert, F., Klotz, D., Shalev, G., Klambauer, G., Hochreiter, S., and Nearing, G.: Towards learning
+    universal, regional, and local hydrological behaviors via machine learning applied to large-sample datasets,
+    Hydrol. Earth Syst. Sci., 23, 5089-5110, https://doi.org/10.5194/hess-23-5089-2019, 2019.
+    """
+
+    def __init__(
+        self,
+        n_dynamic: int,
+        n_static: int,
+        n_targets: int = 1,
+        hidden_size: int = 64,
+        dropout: float = 0.0,
+        initial_forget_bias: float | None = 3.0,
+        checkpointing: bool | int | Sequence = False,
+    ) -> None:
+        super().__init__(checkpointing)
+        if n_dynamic < 1 or n_static < 1 or n_targets < 1 or hidden_size < 1:
+            raise ConfigError(
+                f"ealstm: need n_dynamic >= 1, n_static >= 1 (its input gate reads the statics), n_targets >= 1, "
+                f"hidden_size >= 1; got {n_dynamic}, {n_static}, {n_targets}, {hidden_size}"
+            )
+        self.n_dynamic, self.n_static, self.n_targets = n_dynamic, n_static, n_targets
+        self.hidden_size, self.num_layers = hidden_size, 1
+        self.input_gate = nn.Linear(n_static, hidden_size)
+        self.weight_ih = nn.Parameter(torch.empty(n_dynamic, 3 * hidden_size))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, 3 * hidden_size))
+        self.bias = nn.Parameter(torch.zeros(3 * hidden_size))
+        nn.init.orthogonal_(self.weight_ih)
+        with torch.no_grad():
+            self.weight_hh.copy_(torch.eye(hidden_size).repeat(1, 3))
+            if initial_forget_bias is not None:
+                self.bias[:hidden_size] = initial_forget_bias
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_targets)
+
+    def _gates_per_step(self) -> int:
+        return 3
+
+    def _static_bias(self, batch: dict, x: torch.Tensor) -> torch.Tensor:
+        xs = batch["x_static"]
+        if xs.shape != (x.shape[0], self.n_static):
+            raise ValueError(f"x_static must be [batch, {self.n_static}], got shape {tuple(xs.shape)}")
+        return torch.sigmoid(self.input_gate(xs))  # the input gate, [B, H]
+
+    def _chunk(self, x_dyn, i_gate, h, c):
+        hs = []
+        h_t, c_t = h[0], c[0]
+        xg = torch.addmm(self.bias, x_dyn.reshape(-1, self.n_dynamic), self.weight_ih)
+        xg = xg.view(x_dyn.shape[0], x_dyn.shape[1], -1)
+        H = self.hidden_size
+        for t in range(x_dyn.shape[1]):
+            gates = torch.addmm(xg[:, t], h_t, self.weight_hh)
+            f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+            c_t = torch.sigmoid(f) * c_t + i_gate * torch.tanh(g)
+            h_t = torch.sigmoid(o) * torch.tanh(c_t)
+            hs.append(h_t)
+        out = torch.stack(hs, dim=1)
+        return self.head(self.dropout(out)), h_t.unsqueeze(0), c_t.unsqueeze(0)
+
+
+@register_model("lstm")
+def lstm(**config: Any) -> LSTMModel:
+    """An ``nn.LSTM`` discharge model; keyword arguments as :class:`LSTMModel`."""
+    return LSTMModel(**config)
+
+
+@register_model("ealstm")
+def ealstm(**config: Any) -> EALSTMModel:
+    """An entity-aware LSTM (Kratzert et al., 2019); keyword arguments as :class:`EALSTMModel`."""
+    return EALSTMModel(**config)
+
+
+# Expose the real keyword arguments (config validation reads the factory's signature).
+lstm.__signature__ = inspect.signature(LSTMModel)  # type: ignore[attr-defined]
+ealstm.__signature__ = inspect.signature(EALSTMModel)  # type: ignore[attr-defined]
