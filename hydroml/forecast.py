@@ -1,0 +1,731 @@
+"""Forecast with a trained model: sliding windows, one stateful pass, or whole grids, into CF NetCDF.
+
+Three ways to run a trained model over a period, none of which needs observations:
+
+``mode="sliding"`` (basin models)
+    Each day is predicted from its own window of the ``seq_len`` days that end on it, exactly as
+    neuralhydrology evaluates (so scores are comparable). Windows are views of one stored array, gathered a
+    batch at a time; the model runs on every window of ``seq_len`` steps, so the cost is ``seq_len`` times the
+    number of days.
+``mode="stateful"`` (basin models)
+    One pass over the period carrying the recurrent state from day to day, after a warm-up of ``warmup`` days
+    (default ``seq_len``) before ``start`` from a zero state. The period is processed in time chunks of
+    ``chunk_size`` days and the state is handed from one chunk to the next, so activation memory does not
+    depend on the period's length, and chunked results equal a single pass. The prediction differs from
+    ``sliding`` by design: the state carries information from further back than ``seq_len`` days.
+gridded (``unet``)
+    Every month's field is predicted from its forcing channels, lags and static maps, a batch of months at a
+    time.
+
+The result is an :class:`xarray.Dataset` with CF attributes (``units``, ``standard_name``, ``long_name``) and
+provenance (``history``, ``source``, model name and version, ``config_hash``: the sha256 of the resolved
+config); :func:`write_forecast` writes it atomically to NetCDF.
+
+Example
+-------
+>>> from hydroml.forecast import forecast, write_forecast            # doctest: +SKIP
+>>> pred = forecast("runs/demo_20260101_120000", ds, "2000-01-01", "2000-12-31", mode="stateful")
+>>> write_forecast(pred, "pred.nc")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from hydroml import __version__
+from hydroml._io import write_netcdf_atomic
+from hydroml._progress import tqdm
+from hydroml.exceptions import ConfigError, DataError
+
+log = logging.getLogger("hydroml.forecast")
+
+MODES = ("sliding", "stateful")
+
+#: CF attributes used when the variables table (``data_catalog/variables.yaml``) does not describe a target.
+_FALLBACK_ATTRS: dict[str, dict[str, str]] = {
+    "q": {
+        "standard_name": "water_volume_transport_in_river_channel",
+        "long_name": "river discharge",
+        "units": "m3 s-1",
+    },
+    "q_mm": {"long_name": "river discharge as depth over the basin area", "units": "mm day-1"},
+    "evspsbl": {
+        "standard_name": "water_evapotranspiration_flux",
+        "long_name": "actual evaporation (evapotranspiration)",
+        "units": "mm month-1",
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What a forecast needs to know about a trained model
+# --------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ForecastModel:
+    """A trained model with everything needed to forecast: inputs, targets, normalisation and provenance.
+
+    Built by :func:`from_run` (a run directory) or by :func:`hydroml.zoo.load_forecast_model` (a zoo name), or
+    by hand for a model trained elsewhere.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; ``forward(batch) -> {"y_hat": ...}`` (the model contract of :mod:`hydroml.models`).
+    architecture : str
+        Registry name (``"lstm"``, ``"ealstm"``, ``"unet"``).
+    inputs : list of str
+        Dynamic input variables in the model's order (canonical names).
+    targets : list of str
+        Predicted variables (canonical names).
+    normaliser : object
+        The fitted normaliser (:class:`hydroml.datasets.Normaliser`) or a mapping
+        ``{variable: (mean, std)}``.
+    static_inputs : list of str
+        Static attributes (basin models) or static maps (gridded models), in the model's order.
+    seq_len : int
+        Input window length in time steps (basin models).
+    config : dict
+        The resolved configuration; its sha256 is recorded as ``config_hash``.
+    model_id : str
+        Name of the run directory or the zoo tag.
+    model_version : str
+        Version of the weights (zoo card version, or the run's timestamp).
+    source : str
+        Where the weights came from (run directory or ``hydroml.zoo:<name>``).
+    lags : int
+        Gridded models: number of previous time steps stacked as extra channels per input.
+    """
+
+    model: torch.nn.Module
+    architecture: str
+    inputs: list[str]
+    targets: list[str]
+    normaliser: Any
+    static_inputs: list[str] = dataclasses.field(default_factory=list)
+    seq_len: int = 365
+    config: dict = dataclasses.field(default_factory=dict)
+    model_id: str = ""
+    model_version: str = ""
+    source: str = ""
+    lags: int = 0
+
+    @property
+    def gridded(self) -> bool:
+        """Whether the model maps whole grids (``unet``) rather than basin sequences."""
+        return self.architecture in {"unet"}
+
+    @property
+    def config_hash(self) -> str:
+        """``sha256:<hex>`` of the resolved config as canonical JSON (sorted keys)."""
+        return config_hash(self.config)
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of a resolved configuration, serialised as canonical JSON (sorted keys, no spaces).
+
+    Parameters
+    ----------
+    config : dict or dataclass
+        The resolved configuration.
+
+    Returns
+    -------
+    str
+        ``"sha256:" + hexdigest``.
+    """
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _cfg_get(cfg: Any, *keys: str, default: Any = None) -> Any:
+    """First present key of a (possibly nested) config, dict or dataclass; ``a.b`` walks sections."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = dataclasses.asdict(cfg)
+    for key in keys:
+        node: Any = cfg
+        ok = True
+        for part in key.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            else:
+                ok = False
+                break
+        if ok and node is not None:
+            return node
+    return default
+
+
+def from_config(
+    model: torch.nn.Module, config: Any, normaliser: Any, *, model_id: str = "", source: str = ""
+) -> ForecastModel:
+    """Build a :class:`ForecastModel` from a model, its resolved training config and its normaliser.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network.
+    config : dict or dataclass
+        The resolved training config (``hydroml.training``): model name, inputs, targets, ``seq_len``.
+    normaliser : object
+        The fitted normaliser.
+    model_id, source : str
+        Provenance recorded in the output.
+
+    Returns
+    -------
+    ForecastModel
+    """
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    arch = _cfg_get(cfg, "model.name", "model", "architecture", default="lstm")
+    if isinstance(arch, Mapping):
+        arch = arch.get("name", "lstm")
+    inputs = _cfg_get(cfg, "data.dynamic_inputs", "dynamic_inputs", "data.inputs", "inputs", default=[])
+    static = _cfg_get(cfg, "data.static_inputs", "static_inputs", "data.static", default=[])
+    targets = _cfg_get(cfg, "data.targets", "targets", "target_variables", default=[])
+    seq_len = _cfg_get(cfg, "data.seq_len", "seq_len", "model.seq_len", default=365)
+    lags = _cfg_get(cfg, "data.lags", "lags", default=0)
+    if not inputs or not targets:
+        raise ConfigError(
+            f"config of {model_id or 'the model'} names no inputs or no targets "
+            f"(found inputs={inputs!r}, targets={targets!r})"
+        )
+    return ForecastModel(
+        model=model,
+        architecture=str(arch),
+        inputs=list(inputs),
+        static_inputs=list(static or []),
+        targets=list(targets),
+        normaliser=normaliser,
+        seq_len=int(seq_len),
+        config=cfg,
+        model_id=model_id,
+        model_version=model_id.rsplit("_", 2)[-2] + "_" + model_id.rsplit("_", 1)[-1]
+        if model_id.count("_") >= 2
+        else "",
+        source=source,
+        lags=int(lags or 0),
+    )
+
+
+def from_run(run_dir: str | os.PathLike) -> ForecastModel:
+    """Load a run directory (``runs/<name>_<YYYYmmdd_HHMMSS>/``) for forecasting.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run written by :func:`hydroml.training.train`.
+
+    Returns
+    -------
+    ForecastModel
+    """
+    from hydroml.training import load_run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
+    model, config, normaliser = load_run(run_dir)
+    return from_config(model, config, normaliser, model_id=run_dir.name, source=str(run_dir.resolve()))
+
+
+def _resolve_model(run_or_model: Any) -> ForecastModel:
+    if isinstance(run_or_model, ForecastModel):
+        return run_or_model
+    fm = getattr(run_or_model, "forecast_model", None)
+    if isinstance(fm, ForecastModel):
+        return fm
+    if isinstance(run_or_model, (str, os.PathLike)):
+        path = Path(run_or_model)
+        if path.is_dir():
+            return from_run(path)
+        raise FileNotFoundError(
+            f"{run_or_model!s} is not a run directory; for a zoo model use "
+            f"hydroml.zoo.load({str(run_or_model)!r}) and pass the result"
+        )
+    raise TypeError(
+        "forecast() takes a run directory, a ForecastModel, or a model loaded by hydroml.zoo.load; "
+        f"got {type(run_or_model).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Normalisation
+# --------------------------------------------------------------------------------------------------------------
+def _stats(normaliser: Any, name: str) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """(centre, scale) of one variable, from a Normaliser or a ``{name: (mean, std)}`` mapping."""
+    if isinstance(normaliser, Mapping):
+        if name not in normaliser:
+            raise DataError(f"normaliser has no statistics for {name!r}; it knows {sorted(normaliser)}")
+        mean, std = normaliser[name]
+        return mean, std
+    for attr in ("stats", "statistics"):
+        table = getattr(normaliser, attr, None)
+        if callable(table):
+            table = table()
+        if isinstance(table, Mapping) and name in table:
+            entry = table[name]
+            if isinstance(entry, Mapping):
+                return entry.get("mean", entry.get("centre", entry.get("center"))), entry.get(
+                    "std", entry.get("scale")
+                )
+            return entry[0], entry[1]
+    means = getattr(normaliser, "mean", None)
+    stds = getattr(normaliser, "std", None)
+    if isinstance(means, Mapping) and isinstance(stds, Mapping) and name in means:
+        return means[name], stds[name]
+    if hasattr(normaliser, "to_dict"):
+        return _stats(normaliser.to_dict(), name)
+    raise DataError(f"normaliser {type(normaliser).__name__} has no statistics for {name!r}")
+
+
+def _stat_array(normaliser: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    means, stds = [], []
+    for n in names:
+        m, s = _stats(normaliser, n)
+        means.append(float(np.asarray(m)))
+        s = float(np.asarray(s))
+        stds.append(s if s > 0 else 1.0)
+    return np.asarray(means, dtype=np.float32), np.asarray(stds, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data access
+# --------------------------------------------------------------------------------------------------------------
+def open_data(data: Any) -> xr.Dataset:
+    """Open forecast input data: a Dataset, a NetCDF/zarr path, or a catalog name.
+
+    Parameters
+    ----------
+    data : xarray.Dataset, path-like or str
+        An open dataset; a path to a NetCDF file or zarr store; or a data catalog name
+        (:func:`hydroml.catalog.open`), optionally ``name:product``.
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    if isinstance(data, xr.Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if path.exists():
+            if path.suffix == ".zarr" or (path.is_dir() and (path / ".zgroup").exists()):
+                return xr.open_zarr(path)
+            return xr.open_dataset(path)
+        from hydroml import catalog
+
+        name, _, product = str(data).partition(":")
+        return catalog.open(name, product=product or None)
+    raise TypeError(f"data must be an xarray.Dataset, a path or a catalog name; got {type(data).__name__}")
+
+
+def _check_vars(ds: xr.Dataset, names: Sequence[str], what: str) -> None:
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise DataError(
+            f"forecast data lacks the {what} {missing} that the model needs; it has {sorted(ds.data_vars)}"
+        )
+
+
+def _time_index(ds: xr.Dataset) -> pd.DatetimeIndex:
+    if "time" not in ds.dims:
+        raise DataError(f"forecast data has no 'time' dimension (dims: {dict(ds.sizes)})")
+    return pd.DatetimeIndex(ds.indexes["time"])
+
+
+def _period(times: pd.DatetimeIndex, start: Any, end: Any, history: int, what: str) -> tuple[int, int, int]:
+    """Indices (first input step, first predicted step, one past the last predicted step)."""
+    t0 = times[0] if start is None else pd.Timestamp(start)
+    t1 = times[-1] if end is None else pd.Timestamp(end)
+    if t1 < t0:
+        raise DataError(f"forecast end {t1.date()} is before start {t0.date()}")
+    i_start = int(times.searchsorted(t0, side="left"))
+    i_end = int(times.searchsorted(t1, side="right"))
+    if i_start >= len(times) or i_end <= i_start:
+        raise DataError(
+            f"forecast period {t0.date()}..{t1.date()} is outside the data ({times[0].date()}..{times[-1].date()})"
+        )
+    if start is None:
+        i_start = min(history, i_end - 1)
+    i_first = i_start - history
+    if i_first < 0:
+        need = times[i_start] - pd.Timedelta(days=history) if len(times) > 1 else times[0]
+        raise DataError(
+            f"{what} needs {history} time steps of input before {times[i_start].date()} (from about "
+            f"{need.date()}), but the data start on {times[0].date()}: start the forecast later or supply "
+            "earlier forcing"
+        )
+    return i_first, i_start, i_end
+
+
+def _basin_arrays(
+    ds: xr.Dataset, fm: ForecastModel, i0: int, i1: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Normalised dynamic inputs ``[basin, time, F]`` for steps ``i0:i1`` and static inputs ``[basin, S]``."""
+    mean, std = _stat_array(fm.normaliser, fm.inputs)
+    sub = ds[fm.inputs].isel(time=slice(i0, i1))
+    x = np.stack([sub[v].transpose("basin", "time").values for v in fm.inputs], axis=-1).astype(np.float32)
+    x = (x - mean) / std
+    xs = None
+    if fm.static_inputs:
+        smean, sstd = _stat_array(fm.normaliser, fm.static_inputs)
+        xs = np.stack([ds[v].transpose("basin").values for v in fm.static_inputs], axis=-1).astype(np.float32)
+        xs = (xs - smean) / sstd
+    return x, xs
+
+
+def _next_state(out: Mapping[str, Any]) -> Any:
+    """The state to pass as ``batch["state"]`` to continue the sequence."""
+    if "state" in out and out["state"] is not None:
+        return out["state"]
+    if "h_n" in out and "c_n" in out:
+        return (out["h_n"], out["c_n"])
+    raise DataError("stateful forecasting needs a recurrent model whose forward returns 'h_n' and 'c_n'")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Basin forecasts
+# --------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def _sliding(
+    fm: ForecastModel, x: np.ndarray, xs: np.ndarray | None, n_out: int, batch_size: int, device, progress
+) -> np.ndarray:
+    """Predict each of the last ``n_out`` steps of ``x`` from its own ``seq_len`` window."""
+    seq_len = fm.seq_len
+    n_basin, n_time, n_feat = x.shape
+    valid_step = ~np.isnan(x).any(axis=-1)  # [basin, time]
+    # a window is valid if none of its seq_len steps has a missing input: count with a cumulative sum
+    bad = np.concatenate([np.zeros((n_basin, 1)), np.cumsum(~valid_step, axis=1)], axis=1)
+    ends = np.arange(n_time - n_out, n_time)  # last step of each predicted window
+    n_bad = bad[:, ends + 1] - bad[:, ends + 1 - seq_len]
+    ok = n_bad == 0
+    if xs is not None:
+        ok &= ~np.isnan(xs).any(axis=-1)[:, None]
+    xt = torch.from_numpy(np.nan_to_num(x))
+    windows = xt.unfold(1, seq_len, 1).permute(0, 1, 3, 2)  # view: [basin, n_windows, seq_len, F]
+    offset = n_time - seq_len + 1 - n_out  # window index of the first predicted step
+    xst = torch.from_numpy(np.nan_to_num(xs)) if xs is not None else None
+    b_idx, w_idx = np.nonzero(ok)
+    y = np.full((n_basin, n_out, len(fm.targets)), np.nan, dtype=np.float32)
+    starts = range(0, len(b_idx), batch_size)
+    for s in tqdm(starts, progress=progress, desc="forecast (sliding)", total=len(starts)):
+        bi = torch.from_numpy(b_idx[s : s + batch_size])
+        wi = torch.from_numpy(w_idx[s : s + batch_size] + offset)
+        batch = {"x_dynamic": windows[bi, wi].to(device)}
+        if xst is not None:
+            batch["x_static"] = xst[bi].to(device)
+        out = fm.model(batch)
+        y[b_idx[s : s + batch_size], w_idx[s : s + batch_size]] = out["y_hat"][:, -1, :].float().cpu().numpy()
+    return y
+
+
+@torch.no_grad()
+def _stateful(
+    fm: ForecastModel,
+    ds: xr.Dataset,
+    i0: int,
+    i_start: int,
+    i_end: int,
+    chunk_size: int,
+    batch_size: int,
+    device,
+    progress,
+) -> np.ndarray:
+    """One pass from step ``i0`` carrying the state; returns predictions for steps ``i_start:i_end``."""
+    n_basin = ds.sizes["basin"]
+    n_out = i_end - i_start
+    y = np.full((n_basin, n_out, len(fm.targets)), np.nan, dtype=np.float32)
+    chunks = list(range(i0, i_end, chunk_size))
+    basin_batches = list(range(0, n_basin, batch_size))
+    bar = tqdm(total=len(chunks) * len(basin_batches), progress=progress, desc="forecast (stateful)")
+    for b0 in basin_batches:
+        sub = ds.isel(basin=slice(b0, b0 + batch_size))
+        state = None
+        for c0 in chunks:
+            c1 = min(c0 + chunk_size, i_end)
+            x, xs = _basin_arrays(sub, fm, c0, c1)
+            if np.isnan(x).any():
+                b, t, f = np.argwhere(np.isnan(x))[0]
+                raise DataError(
+                    f"input {fm.inputs[f]!r} is missing for basin {sub['basin'].values[b]} on "
+                    f"{pd.Timestamp(sub['time'].values[c0 + t]).date()}: a stateful forecast cannot carry its "
+                    "state across a gap; fill the input or use mode='sliding'"
+                )
+            batch = {"x_dynamic": torch.from_numpy(x).to(device)}
+            if xs is not None:
+                batch["x_static"] = torch.from_numpy(xs).to(device)
+            if state is not None:
+                batch["state"] = state
+            out = fm.model(batch)
+            state = _next_state(out)
+            keep0 = max(i_start, c0)
+            if c1 > keep0:
+                y[b0 : b0 + batch_size, keep0 - i_start : c1 - i_start] = (
+                    out["y_hat"][:, keep0 - c0 :, :].float().cpu().numpy()
+                )
+            bar.update(1)
+    bar.close()
+    return y
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gridded forecasts
+# --------------------------------------------------------------------------------------------------------------
+def _grid_dims(ds: xr.Dataset, var: str) -> tuple[str, str]:
+    dims = [d for d in ds[var].dims if d != "time"]
+    if len(dims) != 2:
+        raise DataError(
+            f"gridded variable {var!r} must have dims (time, lat, lon) or (time, y, x); got {dims}"
+        )
+    return dims[0], dims[1]
+
+
+@torch.no_grad()
+def _gridded(
+    fm: ForecastModel, ds: xr.Dataset, i_start: int, i_end: int, batch_size: int, device, progress
+) -> np.ndarray:
+    """Predict every cell of every step ``i_start:i_end``; returns ``[time, target, H, W]``."""
+    ydim, xdim = _grid_dims(ds, fm.inputs[0])
+    mean, std = _stat_array(fm.normaliser, fm.inputs)
+    dyn = np.stack([ds[v].transpose("time", ydim, xdim).values for v in fm.inputs], axis=1).astype(np.float32)
+    dyn = (dyn - mean[None, :, None, None]) / std[None, :, None, None]  # [time, C, H, W]
+    static = None
+    if fm.static_inputs:
+        smean, sstd = _stat_array(fm.normaliser, fm.static_inputs)
+        static = np.stack([ds[v].transpose(ydim, xdim).values for v in fm.static_inputs], axis=0)
+        static = ((static - smean[:, None, None]) / sstd[:, None, None]).astype(np.float32)
+    mask = np.isfinite(dyn).all(axis=1)  # [time, H, W]
+    dyn = np.nan_to_num(dyn)
+    if static is not None:
+        mask &= np.isfinite(static).all(axis=0)[None]
+        static = np.nan_to_num(static)
+    n_t, _, h, w = dyn.shape
+    out = np.full((i_end - i_start, len(fm.targets), h, w), np.nan, dtype=np.float32)
+    steps = range(i_start, i_end, batch_size)
+    for s in tqdm(steps, progress=progress, desc="forecast (grid)", total=len(steps)):
+        idx = np.arange(s, min(s + batch_size, i_end))
+        chans = [dyn[idx - lag] for lag in range(fm.lags + 1)]  # lag 0 first, then t-1, t-2...
+        x = np.concatenate(chans, axis=1)
+        if static is not None:
+            x = np.concatenate([x, np.broadcast_to(static, (len(idx), *static.shape))], axis=1)
+        y_hat = fm.model({"x": torch.from_numpy(np.ascontiguousarray(x)).to(device)})["y_hat"]
+        y_hat = y_hat.float().cpu().numpy()
+        m = mask[idx]
+        for lag in range(1, fm.lags + 1):
+            m = m & mask[idx - lag]
+        y_hat = np.where(m[:, None], y_hat, np.nan)
+        out[idx - i_start] = y_hat
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------------
+def forecast(
+    run_or_model: Any,
+    data: Any,
+    start: Any = None,
+    end: Any = None,
+    mode: str = "sliding",
+    *,
+    batch_size: int = 256,
+    chunk_size: int = 1000,
+    warmup: int | None = None,
+    basins: Sequence[str] | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+) -> xr.Dataset:
+    """Run a trained model over a period and return its predictions with CF metadata.
+
+    No observations are needed: only the model's inputs are read.
+
+    Parameters
+    ----------
+    run_or_model : path-like, ForecastModel or torch.nn.Module
+        A run directory (``runs/<name>_<YYYYmmdd_HHMMSS>``), a :class:`ForecastModel`, or a model returned by
+        :func:`hydroml.zoo.load`.
+    data : xarray.Dataset, path-like or str
+        Input data in canonical names and units (see :func:`open_data`).
+    start, end : str or datetime-like, optional
+        First and last predicted day (inclusive). ``start`` defaults to the first day that has enough history.
+        Input before ``start`` is used for the window (``sliding``) or the warm-up (``stateful``).
+    mode : {"sliding", "stateful"}
+        Basin models only, see the module docstring; ignored for gridded models.
+    batch_size : int
+        Windows per batch (``sliding``), basins per batch (``stateful``), time steps per batch (gridded).
+    chunk_size : int
+        ``stateful``: time steps per chunk; memory grows with ``batch_size * chunk_size``, not the period.
+    warmup : int, optional
+        ``stateful``: steps run before ``start`` from a zero state (default ``seq_len``).
+    basins : sequence of str, optional
+        Forecast only these basins.
+    device : str or torch.device
+        Where to run the model.
+    progress : bool, optional
+        Progress bar; ``None`` defers to ``HYDROML_PROGRESS``.
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per target on ``(basin, time)`` (basin models) or ``(time, lat, lon)`` (gridded), in the
+        target's canonical units, with CF attributes and provenance.
+
+    Raises
+    ------
+    DataError
+        If an input is missing from ``data``, or the data do not reach back far enough before ``start``.
+    ConfigError
+        If ``mode`` is unknown.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"unknown forecast mode {mode!r}; valid modes: {', '.join(MODES)}")
+    fm = _resolve_model(run_or_model)
+    ds = open_data(data)
+    _check_vars(ds, fm.inputs, "dynamic inputs")
+    _check_vars(ds, fm.static_inputs, "static inputs")
+    times = _time_index(ds)
+    tmean, tstd = _stat_array(fm.normaliser, fm.targets)
+    model = fm.model.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        if fm.gridded:
+            _, i_start, i_end = _period(times, start, end, fm.lags, "a gridded forecast with lags")
+            y = _gridded(fm, ds, i_start, i_end, batch_size, device, progress)
+            y = y * tstd[None, :, None, None] + tmean[None, :, None, None]
+            ydim, xdim = _grid_dims(ds, fm.inputs[0])
+            coords = {"time": ds["time"].values[i_start:i_end]}
+            for dim in (ydim, xdim):
+                if dim in ds.coords:
+                    coords[dim] = ds[dim].values
+            data_vars = {t: (("time", ydim, xdim), y[:, k]) for k, t in enumerate(fm.targets)}
+            out = xr.Dataset(data_vars, coords=coords)
+            for name in ("lat", "lon"):  # 2-D coordinates of curvilinear grids
+                if name in ds.coords and name not in out.coords:
+                    out = out.assign_coords({name: ds[name]})
+            mode_used = "gridded"
+        else:
+            if "basin" not in ds.dims:
+                raise DataError(f"basin forecast data need a 'basin' dimension; found dims {dict(ds.sizes)}")
+            if basins is not None:
+                ds = ds.sel(basin=list(basins))
+            if mode == "sliding":
+                i0, i_start, i_end = _period(times, start, end, fm.seq_len - 1, "a sliding-window forecast")
+                x, xs = _basin_arrays(ds, fm, i0, i_end)
+                y = _sliding(fm, x, xs, i_end - i_start, batch_size, device, progress)
+            else:
+                history = fm.seq_len if warmup is None else int(warmup)
+                i0, i_start, i_end = _period(times, start, end, history, "a stateful forecast (warm-up)")
+                y = _stateful(fm, ds, i0, i_start, i_end, chunk_size, batch_size, device, progress)
+            y = y * tstd + tmean
+            out = xr.Dataset(
+                {t: (("basin", "time"), y[..., k]) for k, t in enumerate(fm.targets)},
+                coords={"basin": ds["basin"].values, "time": ds["time"].values[i_start:i_end]},
+            )
+            mode_used = mode
+    finally:
+        model.train(was_training)
+    return _add_cf_attrs(out, fm, mode_used)
+
+
+def _variable_attrs(name: str) -> dict[str, str]:
+    try:  # the variables table of the data layer, when present
+        from hydroml.data import variables as _variables
+
+        info = _variables.get(name) if hasattr(_variables, "get") else None
+    except Exception:  # noqa: BLE001 - table unavailable: fall back to the built-in attributes
+        info = None
+    attrs: dict[str, str] = dict(_FALLBACK_ATTRS.get(name, {"long_name": name}))
+    if info is not None:
+        for key in ("standard_name", "long_name", "units"):
+            val = info.get(key) if isinstance(info, Mapping) else getattr(info, key, None)
+            if val:
+                attrs[key] = str(val)
+    return attrs
+
+
+def _add_cf_attrs(out: xr.Dataset, fm: ForecastModel, mode: str) -> xr.Dataset:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for t in fm.targets:
+        attrs = _variable_attrs(t)
+        attrs["long_name"] = f"{attrs.get('long_name', t)} predicted by {fm.architecture} ({mode})"
+        attrs["coverage_content_type"] = "modelResult"
+        out[t].attrs.update(attrs)
+        out[t].encoding.update({"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True})
+    out["time"].attrs.update({"standard_name": "time", "long_name": "time", "axis": "T"})
+    if "basin" in out.dims:
+        out["basin"] = out["basin"].astype(str)
+        out["basin"].attrs.update({"long_name": "basin identifier", "cf_role": "timeseries_id"})
+    for name, std in (("lat", "latitude"), ("lon", "longitude")):
+        if name in out.coords:
+            out[name].attrs.update(
+                {
+                    "standard_name": std,
+                    "long_name": std,
+                    "units": "degrees_north" if name == "lat" else "degrees_east",
+                }
+            )
+    out.attrs.update(
+        {
+            "Conventions": "CF-1.8",
+            "title": f"{', '.join(fm.targets)} predicted by hydroml {fm.architecture} ({mode})",
+            "source": f"hydroml {__version__}, model {fm.architecture} {fm.model_id}".strip()
+            + (f" from {fm.source}" if fm.source else ""),
+            "history": f"{now}: predicted by hydroml {__version__} hydroml.forecast (mode={mode})",
+            "model_name": fm.architecture,
+            "model_id": fm.model_id,
+            "model_version": fm.model_version or __version__,
+            "hydroml_version": __version__,
+            "config_hash": fm.config_hash,
+            "forecast_mode": mode,
+        }
+    )
+    if mode in MODES:
+        out.attrs["featureType"] = "timeSeries"
+        out.attrs["seq_len"] = int(fm.seq_len)
+    return out
+
+
+def write_forecast(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a forecast to NetCDF atomically (a temporary file renamed into place).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The result of :func:`forecast`.
+    path : path-like
+        Destination ``.nc`` file.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    log.info("writing forecast to %s", path)
+    return write_netcdf_atomic(ds, path)
+
+
+__all__ = [
+    "ForecastModel",
+    "config_hash",
+    "forecast",
+    "from_config",
+    "from_run",
+    "open_data",
+    "write_forecast",
+]
