@@ -643,26 +643,28 @@ def forecast(
     return _add_cf_attrs(out, fm, mode_used)
 
 
-def _variable_attrs(name: str) -> dict[str, str]:
-    try:  # the variables table of the data layer, when present
-        from hydroml.data import variables as _variables
-
-        info = _variables.get(name) if hasattr(_variables, "get") else None
-    except Exception:  # noqa: BLE001 - table unavailable: fall back to the built-in attributes
-        info = None
+def _variable_attrs(name: str, monthly: bool = False) -> dict[str, str]:
+    """CF attributes of a target from the variables table (``data_catalog/variables.yaml``)."""
     attrs: dict[str, str] = dict(_FALLBACK_ATTRS.get(name, {"long_name": name}))
-    if info is not None:
-        for key in ("standard_name", "long_name", "units"):
-            val = info.get(key) if isinstance(info, Mapping) else getattr(info, key, None)
-            if val:
-                attrs[key] = str(val)
-    return attrs
+    try:
+        from hydroml.data.variables import get_variable
+
+        var = get_variable(name)
+    except Exception:  # noqa: BLE001 - not a canonical variable or table unavailable: built-in attributes
+        return attrs
+    attrs.update({"standard_name": var.standard_name, "long_name": var.long_name})
+    attrs["units"] = var.monthly_units if monthly else var.units
+    return {k: str(v) for k, v in attrs.items() if v}
 
 
 def _add_cf_attrs(out: xr.Dataset, fm: ForecastModel, mode: str) -> xr.Dataset:
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    monthly = False
+    if out.sizes.get("time", 0) > 1:
+        step = np.median(np.diff(out["time"].values).astype("timedelta64[D]").astype(float))
+        monthly = 27 <= step <= 32
     for t in fm.targets:
-        attrs = _variable_attrs(t)
+        attrs = _variable_attrs(t, monthly)
         attrs["long_name"] = f"{attrs.get('long_name', t)} predicted by {fm.architecture} ({mode})"
         attrs["coverage_content_type"] = "modelResult"
         out[t].attrs.update(attrs)
