@@ -147,7 +147,7 @@ def read_esri_ascii(path: str | Path, *, crs: str | None = None, name: str | Non
                 fh.seek(pos)
                 break
             header[parts[0].lower()] = float(parts[1])
-        values = np.loadtxt(fh, dtype="float64", ndmin=2)
+        values = pd.read_csv(fh, sep=r"\s+", header=None, dtype="float64").to_numpy()
     try:
         ncols, nrows, size = int(header["ncols"]), int(header["nrows"]), header["cellsize"]
     except KeyError as err:
@@ -214,9 +214,9 @@ def open_mhm_morph(root: str | Path, *, crs: str | None = None) -> xr.Dataset:
             raise DataError(
                 f"{a.attrs['source_file']}: raster does not match {arrays[0].attrs['source_file']}"
             )
-    ds = xr.Dataset({a.name: a.drop_attrs() if hasattr(a, "drop_attrs") else a for a in arrays})
+    ds = xr.Dataset({a.name: a for a in arrays})
     for a in arrays:
-        ds[a.name].attrs = {k: v for k, v in a.attrs.items() if k != "crs"}
+        ds[a.name].attrs = dict(a.attrs)
     if crs:
         ds.attrs["crs"] = crs
     return ds
