@@ -18,8 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,10 +46,11 @@ class ConstantObservationsWarning(RuntimeWarning):
 
 # --------------------------------------------------------------------------------------------------------------
 # options
-_OPTIONS: dict[str, Any] = {"min_pairs": 2, "block_size": 2**21, "warn": True}
+_OPTIONS: dict[str, Any] = {"min_pairs": 2, "block_size": 2**18, "threads": None, "warn": True}
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "min_pairs": lambda v: isinstance(v, int | np.integer) and v >= 1,
     "block_size": lambda v: isinstance(v, int | np.integer) and v >= 1,
+    "threads": lambda v: v is None or (isinstance(v, int | np.integer) and v >= 1),
     "warn": lambda v: isinstance(v, bool),
 }
 
@@ -64,7 +68,11 @@ class set_options(contextlib.ContextDecorator):  # noqa: N801 - used like a func
     min_pairs : int
         Minimum number of valid (obs, sim) pairs; fewer gives NaN. Default 2.
     block_size : int
-        Number of array elements processed at once (bounds the memory of temporaries). Default 2**21.
+        Number of array elements per block of series (bounds the memory of temporaries and keeps them in
+        cache). Default 2**18 (2 MiB of float64 per temporary).
+    threads : int or None
+        Threads working on blocks at once (NumPy releases the GIL). ``None`` (default): up to 4, as many as
+        CPUs; inside dask tasks always 1, as dask already runs chunks in parallel.
     warn : bool
         Emit :class:`ConstantObservationsWarning`. Default True.
 
@@ -102,17 +110,16 @@ def _prepare(obs: Any, sim: Any, axis: int) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"obs and sim must be numeric arrays; found dtypes {obs.dtype} and {sim.dtype}")
     if obs.ndim == 0 or sim.ndim == 0:
         raise DataError("obs and sim must have at least one dimension (the one reduced over)")
-    obs = np.moveaxis(obs, axis, -1)
-    sim = np.moveaxis(sim, axis, -1)
-    if obs.shape[-1] != sim.shape[-1]:
-        raise DataError(
-            f"obs and sim differ in length along the reduced axis: {obs.shape[-1]} vs {sim.shape[-1]}"
-        )
     try:
-        obs, sim = np.broadcast_arrays(obs, sim)
+        ob, sb = np.broadcast_arrays(obs, sim)
     except ValueError as err:
+        if obs.ndim == sim.ndim and obs.shape[axis] != sim.shape[axis]:
+            raise DataError(
+                f"obs and sim differ in length along the reduced axis: {obs.shape[axis]} vs {sim.shape[axis]}"
+            ) from err
         raise DataError(f"obs {obs.shape} and sim {sim.shape} cannot be broadcast together") from err
-    return obs, sim
+    # the axis refers to the broadcast shape (as in numpy's reductions)
+    return np.moveaxis(ob, axis, -1), np.moveaxis(sb, axis, -1)
 
 
 def _row_getter(a: np.ndarray) -> Callable[[int, int], np.ndarray]:
@@ -149,11 +156,17 @@ class _Warnings:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.total = 0
+        self._lock = threading.Lock()
 
     def add(self, reason: str, mask: np.ndarray) -> None:
         k = int(np.count_nonzero(mask))
         if k:
-            self.counts[reason] = self.counts.get(reason, 0) + k
+            with self._lock:
+                self.counts[reason] = self.counts.get(reason, 0) + k
+
+    def add_total(self, k: int) -> None:
+        with self._lock:
+            self.total += k
 
     def emit(self, name: str) -> None:
         if not self.counts or not _OPTIONS["warn"]:
@@ -179,13 +192,14 @@ class _Block:
 
     def __init__(self, o: np.ndarray, s: np.ndarray, min_pairs: int, warn: _Warnings) -> None:
         self.raw_o, self.raw_s = o, s
-        self.m = np.isfinite(o) & np.isfinite(s)
+        err = s - o  # NaN or inf when either is; |values| near 1e308 would overflow and count as invalid
+        self.m = np.isfinite(err)
         self.n = np.count_nonzero(self.m, axis=-1)
         self.ok = self.n >= min_pairs
         self.min_pairs = min_pairs
         self.warn = warn
-        self._cache: dict[str, Any] = {}
-        warn.total += o.shape[0]
+        self._cache: dict[str, Any] = {"err_raw": err}
+        warn.add_total(o.shape[0])
 
     def get(self, key: str, fn: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -235,7 +249,7 @@ class _Block:
 
     @property
     def err(self) -> np.ndarray:
-        return self.get("err", lambda: self.s - self.o)
+        return self.get("err", lambda: np.where(self.m, self._cache["err_raw"], 0.0))
 
     @property
     def sse(self) -> np.ndarray:
@@ -269,7 +283,12 @@ class _Block:
 
     # sorted values (NaN at the end) ----------------------------------------------------------------------
     def sorted(self, which: str) -> np.ndarray:
+        """Valid values sorted ascending, NaN after them (shared with the ranks when those exist)."""
+
         def f() -> np.ndarray:
+            if "ranks_" + which in self._cache:
+                sv = self._cache["ranks_" + which][1]
+                return np.where(np.arange(sv.shape[-1]) < self.n[:, None], sv, np.nan)
             raw = self.raw_o if which == "o" else self.raw_s
             return np.sort(np.where(self.m, raw, np.nan), axis=-1)
 
@@ -279,26 +298,35 @@ class _Block:
         """Average ranks (1..n) of the valid pairs, 0 where invalid."""
         return self.get(
             "ranks_" + which, lambda: _avg_ranks(self.raw_o if which == "o" else self.raw_s, self.m)
-        )
+        )[0]
 
 
-def _avg_ranks(x: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean of their ranks) of the valid entries of each row; 0 elsewhere."""
+def _avg_ranks(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average ranks (1..n; ties share the mean of their ranks) of the valid entries of each row, 0 elsewhere.
+
+    Also returns the rows sorted ascending with ``inf`` at the invalid entries (reused as the sorted flows).
+    """
     xv = np.where(m, x, np.inf)
-    order = np.argsort(xv, axis=-1, kind="stable")
+    order = np.argsort(xv, axis=-1)  # ties are averaged below, so a stable sort is not needed
     sv = np.take_along_axis(xv, order, axis=-1)
     t = x.shape[-1]
-    j = np.broadcast_to(np.arange(t), sv.shape)
-    new = np.ones(sv.shape, dtype=bool)
-    new[:, 1:] = sv[:, 1:] != sv[:, :-1]
-    start = np.maximum.accumulate(np.where(new, j, 0), axis=-1)
-    last = np.ones(sv.shape, dtype=bool)
-    last[:, :-1] = new[:, 1:]
-    end = np.minimum.accumulate(np.where(last, j, t)[:, ::-1], axis=-1)[:, ::-1]
-    r_sorted = (start + end) / 2.0 + 1.0
-    ranks = np.empty_like(r_sorted)
+    j = np.arange(t, dtype=np.int32)
+    eq = sv[:, 1:] == sv[:, :-1]
+    eq &= np.isfinite(sv[:, 1:])
+    if not eq.any():  # no ties among valid values: ranks are positions
+        r_sorted = np.broadcast_to(j + 1.0, sv.shape)
+    else:
+        new = np.ones(sv.shape, dtype=bool)
+        np.logical_not(eq, out=new[:, 1:])
+        start = np.maximum.accumulate(np.where(new, j, np.int32(0)), axis=-1)
+        last = np.ones(sv.shape, dtype=bool)
+        last[:, :-1] = new[:, 1:]
+        end = np.minimum.accumulate(np.where(last, j, np.int32(t))[:, ::-1], axis=-1)[:, ::-1]
+        r_sorted = (start + end) * 0.5 + 1.0
+    ranks = np.zeros(sv.shape, dtype=np.float64)
     np.put_along_axis(ranks, order, r_sorted, axis=-1)
-    return np.where(m, ranks, 0.0)
+    ranks *= m  # invalid entries were ranked after the valid ones: zero them
+    return ranks, sv
 
 
 def _pearson(b: _Block, a: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -450,11 +478,11 @@ def _k_fhv(b: _Block, h: float = 0.02) -> np.ndarray:
 def _k_flv(b: _Block, l: float = 0.3) -> np.ndarray:  # noqa: E741 - the paper's symbol
     l = _check_frac("l", l)  # noqa: E741
     k = _rnd(l * b.n)
-    j = np.arange(b.m.shape[-1])
-    low = j[None, :] < k[:, None]
+    kmax = max(int(k.max(initial=0)), 1)
+    low = np.arange(kmax)[None, :] < k[:, None]
 
     def part(which: str) -> np.ndarray:
-        lq = np.log(np.maximum(np.nan_to_num(b.sorted(which), nan=1.0), _FDC_FLOOR))
+        lq = np.log(np.maximum(np.nan_to_num(b.sorted(which)[:, :kmax], nan=1.0), _FDC_FLOOR))
         return np.where(low, lq - lq[:, :1], 0.0).sum(-1)
 
     qol, qsl = part("o"), part("s")
@@ -481,18 +509,26 @@ def _k_fms(b: _Block, lower: float = 0.2, upper: float = 0.7) -> np.ndarray:
     return np.where(b.ok & (do != 0), out, np.nan)
 
 
-def _find_peaks(x: np.ndarray, valid: np.ndarray, distance: int, percentile: float) -> np.ndarray:
+def _find_peaks(b: _Block, which: str, distance: int, percentile: float) -> np.ndarray:
     """Boolean mask of peaks: the maximum of the +-distance window, rising into it, above the percentile."""
-    from scipy.ndimage import maximum_filter1d
 
-    xv = np.where(valid, x, -np.inf)
-    mx = maximum_filter1d(xv, size=2 * distance + 1, axis=-1, mode="constant", cval=-np.inf)
-    prev = np.full_like(xv, -np.inf)
-    prev[:, 1:] = xv[:, :-1]
-    thr = _quantile_sorted(
-        np.sort(np.where(valid, x, np.nan), axis=-1), np.count_nonzero(valid, -1), percentile
-    )
-    return valid & (xv == mx) & (xv > prev) & (xv >= thr[:, None])
+    def f() -> np.ndarray:
+        from scipy.ndimage import maximum_filter1d
+
+        if int(distance) < 0 or not 0.0 <= float(percentile) <= 100.0:
+            raise ConfigError(
+                "peak detection: distance must be >= 0 and percentile in [0, 100]; "
+                f"found {distance!r}, {percentile!r}"
+            )
+        x = b.raw_o if which == "o" else b.raw_s
+        xv = np.where(b.m, x, -np.inf)
+        mx = maximum_filter1d(xv, size=2 * int(distance) + 1, axis=-1, mode="constant", cval=-np.inf)
+        prev = np.full_like(xv, -np.inf)
+        prev[:, 1:] = xv[:, :-1]
+        thr = _quantile_sorted(b.sorted(which), b.n, float(percentile))
+        return b.m & (xv == mx) & (xv > prev) & (xv >= thr[:, None])
+
+    return b.get(f"peaks_{which}_{distance}_{percentile}", f)
 
 
 def _quantile_sorted(srt: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
@@ -529,7 +565,7 @@ def _per_row_mean(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarr
 
 
 def _k_peak_timing(b: _Block, window: int = 3, distance: int = 100, percentile: float = 80.0) -> np.ndarray:
-    peaks = _find_peaks(b.raw_o, b.m, distance, percentile)
+    peaks = _find_peaks(b, "o", distance, percentile)
     rows, ts = _peak_windows(b, peaks, window)
     s = b.raw_s
     offs = np.arange(-window, window + 1)
@@ -543,8 +579,8 @@ def _k_peak_timing(b: _Block, window: int = 3, distance: int = 100, percentile: 
 
 
 def _k_missed_peaks(b: _Block, window: int = 1, distance: int = 30, percentile: float = 80.0) -> np.ndarray:
-    po = _find_peaks(b.raw_o, b.m, distance, percentile)
-    ps = _find_peaks(b.raw_s, b.m, distance, percentile)
+    po = _find_peaks(b, "o", distance, percentile)
+    ps = _find_peaks(b, "s", distance, percentile)
     from scipy.ndimage import maximum_filter1d
 
     near = maximum_filter1d(ps.view(np.uint8), size=2 * window + 1, axis=-1, mode="constant", cval=0) > 0
@@ -558,7 +594,7 @@ def _k_missed_peaks(b: _Block, window: int = 1, distance: int = 30, percentile: 
 
 
 def _k_peak_mape(b: _Block, distance: int = 100, percentile: float = 80.0) -> np.ndarray:
-    peaks = _find_peaks(b.raw_o, b.m, distance, percentile)
+    peaks = _find_peaks(b, "o", distance, percentile)
     rows, ts = np.nonzero(peaks)
     o = b.raw_o[rows, ts]
     s = b.raw_s[rows, ts]
@@ -603,6 +639,14 @@ METRICS: dict[str, _Spec] = {
 DEFAULT_METRICS: tuple[str, ...] = tuple(METRICS)
 
 
+def _n_threads(n_blocks: int, threads: int | None) -> int:
+    if threads is None:
+        threads = _OPTIONS["threads"]
+    if threads is None:
+        threads = min(4, os.cpu_count() or 1)
+    return max(1, min(int(threads), n_blocks))
+
+
 def _run(
     names: Sequence[str],
     obs: Any,
@@ -611,6 +655,7 @@ def _run(
     min_pairs: int | None,
     kwargs: dict[str, dict[str, Any]],
     caller: str,
+    threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Run several metric kernels over blocks of series, sharing the statistics of each block."""
     o, s = _prepare(obs, sim, axis)
@@ -624,8 +669,10 @@ def _run(
         for out in METRICS[name].outputs:
             outs.setdefault(out, np.empty(n_rows, dtype=np.float64))
     w = _Warnings()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for sl, ob, sb in _blocks(o, s):
+
+    def work(item: tuple[slice, np.ndarray, np.ndarray]) -> None:
+        sl, ob, sb = item
+        with np.errstate(invalid="ignore", divide="ignore"):
             b = _Block(ob, sb, mp, w)
             for name in names:
                 spec = METRICS[name]
@@ -633,6 +680,22 @@ def _run(
                 res = res if isinstance(res, tuple) else (res,)
                 for out, val in zip(spec.outputs, res):
                     outs[out][sl] = np.where(b.ok, val, np.nan)
+
+    per = max(1, int(_OPTIONS["block_size"]) // max(o.shape[-1], 1))
+    nt = _n_threads(-(-n_rows // per), threads)
+    if nt == 1:
+        for item in _blocks(o, s):
+            work(item)
+    else:
+        with ThreadPoolExecutor(nt) as pool:
+            # bounded submission: at most 2 blocks per thread in flight, so memory stays bounded
+            pending: list[Any] = []
+            for item in _blocks(o, s):
+                pending.append(pool.submit(work, item))
+                if len(pending) >= 2 * nt:
+                    pending.pop(0).result()
+            for f in pending:
+                f.result()
     w.emit(caller)
     return {k: v.reshape(lead) for k, v in outs.items()}
 

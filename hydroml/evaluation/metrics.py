@@ -100,8 +100,10 @@ def _xr_apply(
     outputs = [o for n in names for o in METRICS[n].outputs]
     outputs = list(dict.fromkeys(outputs))
 
+    threads = 1 if (obs.chunks is not None or sim.chunks is not None) else None
+
     def kernel(o: np.ndarray, s: np.ndarray) -> Any:
-        res = _core._run(names, o, s, -1, min_pairs, kwargs, caller)
+        res = _core._run(names, o, s, -1, min_pairs, kwargs, caller, threads)
         vals = tuple(res[k] for k in outputs)
         return vals[0] if len(vals) == 1 else vals
 
