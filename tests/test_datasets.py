@@ -374,3 +374,111 @@ def test_demo_basins(demo_cache):
     batch = test.get_batch(np.arange(0, len(test), 100))
     assert torch.isfinite(batch["x_dynamic"]).all() and batch["mask"].all()
     assert train.target_std.shape == (5, 1) and (train.target_std > 0).all()
+
+
+# ---------------------------------------------------------------------------------------------- GridDataset
+def make_grid(nt: int = 40, ny: int = 10, nx: int = 12, seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    time = pd.date_range("2000-01-01", periods=nt, freq="MS")
+    land = np.ones((ny, nx), dtype=np.int8)
+    land[:3, :3] = 0
+    et = rng.gamma(2.0, 20.0, (nt, ny, nx)).astype(np.float32)
+    et[:, land == 0] = np.nan
+    return xr.Dataset(
+        {
+            "pr": (("time", "lat", "lon"), rng.gamma(1.0, 80.0, (nt, ny, nx)).astype(np.float32)),
+            "tas": (("time", "lat", "lon"), rng.normal(10, 5, (nt, ny, nx)).astype(np.float32)),
+            "evspsbl": (("time", "lat", "lon"), et),
+            "elevation": (("lat", "lon"), rng.uniform(0, 2000, (ny, nx)).astype(np.float32)),
+            "land_mask": (("lat", "lon"), land),
+        },
+        coords={"time": time, "lat": 45 + 0.1 * np.arange(ny), "lon": 5 + 0.1 * np.arange(nx)},
+    )
+
+
+def test_grid_windows_lags_tiles_and_masks():
+    from hydroml.datasets import GridDataset
+
+    g = make_grid()
+    ds = GridDataset(
+        g,
+        ["pr", "tas"],
+        ["evspsbl"],
+        static_inputs=["elevation"],
+        lags=3,
+        tile=(4, 5),
+        stride=(3, 4),
+        valid_mask="land_mask",
+        period=("2000-06-01", "2002-12-31"),
+    )
+    assert ds.channel_names == ["pr", "pr_lag1", "pr_lag2", "tas", "tas_lag1", "tas_lag2", "elevation"]
+    assert ds.index_bytes_per_sample == 4
+    # tiles cover the grid; origins end on the edges
+    assert ds.origins[:, 0].max() == 10 - 4 and ds.origins[:, 1].max() == 12 - 5
+    batch = ds.get_batch(np.arange(len(ds)))
+    assert batch["x"].shape == (len(ds), 7, 4, 5) and batch["y"].shape == (len(ds), 1, 4, 5)
+    norm = ds.normaliser
+    for k in np.random.default_rng(0).choice(len(ds), 20, replace=False):
+        t, (iy, ix) = int(batch["time"][k]), batch["origin"][k].tolist()
+        ti = g.indexes["time"].get_loc(ds.time[t])
+        win = (slice(iy, iy + 4), slice(ix, ix + 5))
+        for lag in range(3):
+            exp = norm.transform("tas", g.tas.values[ti - lag][win].astype(np.float64))
+            np.testing.assert_allclose(batch["x"][k, 3 + lag].numpy(), exp, rtol=1e-5, atol=1e-5)
+        exp_y = norm.transform("evspsbl", g.evspsbl.values[ti][win].astype(np.float64))
+        np.testing.assert_allclose(batch["y"][k, 0].numpy(), exp_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(batch["mask"][k, 0].numpy(), g.land_mask.values[win] == 1)
+        assert pd.Timestamp("2000-06-01") <= ds.time[t] <= pd.Timestamp("2002-12-31")
+    # normaliser fitted on the period and valid cells only
+    sub = g.evspsbl.sel(time=slice("2000-06-01", "2002-12-31")).values
+    np.testing.assert_allclose(norm.stats["evspsbl"]["mean"], np.nanmean(sub.astype("f8")), rtol=1e-6)
+    # the tile fully in the sea corner has no target: excluded
+    sea_only = GridDataset(g, ["pr"], ["evspsbl"], tile=3, valid_mask="land_mask")
+    _, tiles = sea_only.sample_locations()
+    assert 0 not in set(tiles.tolist())
+
+
+def test_grid_nan_input_policy():
+    from hydroml.datasets import GridDataset
+
+    g = make_grid()
+    g["pr"][10, 5, 5] = np.nan  # a valid cell
+    g["pr"][12, 0, 0] = np.nan  # a sea cell: always filled
+    ex = GridDataset(g, ["pr"], ["evspsbl"], lags=2, valid_mask="land_mask")
+    t, _ = ex.sample_locations()
+    assert 10 not in t and 11 not in t and 12 in t
+    fill = GridDataset(g, ["pr"], ["evspsbl"], lags=2, valid_mask="land_mask", nan_policy="fill")
+    assert len(fill) == len(ex) + 2
+    assert torch.isfinite(fill.get_batch(np.arange(len(fill)))["x"]).all()
+
+
+def test_grid_demo_monthly(demo_cache):
+    from hydroml.data.demo import load_demo
+    from hydroml.datasets import GridDataset
+
+    m = load_demo("monthly", cache_dir=demo_cache)
+    train = GridDataset(
+        m,
+        ["pr", "tas", "rsds", "evspsblpot"],
+        ["evspsbl"],
+        static_inputs=["elevation", "forest_frac"],
+        lags=3,
+        tile=16,
+        valid_mask="land_mask",
+        period=("2000-01-01", "2010-12-31"),
+    )
+    test = GridDataset(
+        m,
+        ["pr", "tas", "rsds", "evspsblpot"],
+        ["evspsbl"],
+        static_inputs=["elevation", "forest_frac"],
+        lags=3,
+        tile=16,
+        valid_mask="land_mask",
+        period=("2011-01-01", "2015-12-31"),
+        normaliser=train.normaliser,
+    )
+    assert len(train) == 4 * (132 - 2) and len(test) == 4 * 60
+    batch = test.get_batch(np.arange(8))
+    assert batch["x"].shape == (8, 14, 16, 16) and torch.isfinite(batch["x"]).all()
+    assert batch["mask"].float().mean() > 0.8
