@@ -95,6 +95,12 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
     xarray.Dataset
     """
     try:
+        from hydroml.data.io import open_dataset
+    except ImportError:  # pragma: no cover - io.py is part of the package
+        open_dataset = None
+    if open_dataset is not None:
+        return open_dataset(path, chunks=None).load()
+    try:
         with xr.open_dataset(path) as ds:
             return ds.load()
     except (OSError, ValueError) as err:
