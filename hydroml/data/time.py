@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import numpy as np
+import pandas as pd
 import xarray as xr
 
 from hydroml.data.variables import convert_units, infer_time_step, variables_table
@@ -109,6 +111,7 @@ def to_monthly(
     if min_valid_days is not None and not (0 <= int(min_valid_days) <= 31):
         raise DataError(f"to_monthly: min_valid_days must be between 0 and 31, got {min_valid_days!r}")
     cell_methods = dict(cell_methods or {})
+    months = _MonthIndex(ds["time"].values)
     out_vars = {}
     for name, da in ds.data_vars.items():
         if "time" not in da.dims:
@@ -117,10 +120,9 @@ def to_monthly(
         method = cell_methods.get(str(name)) or cell_method_of(da, str(name))
         if method not in ("sum", "mean"):
             raise DataError(f"variable {name!r}: cell method must be 'sum' or 'mean', got {method!r}")
-        resampled = da.resample(time="MS")
-        mean = resampled.mean(skipna=True)
-        count = da.notnull().resample(time="MS").sum()
-        days = mean["time"].dt.days_in_month
+        total, count = months.sum_and_count(da)
+        mean = total / count.where(count > 0)
+        days = months.days
         need = days if min_valid_days is None else int(min_valid_days)
         attrs = dict(da.attrs)
         if method == "sum":
@@ -142,6 +144,103 @@ def to_monthly(
         value = value.where(count >= need)
         attrs["cell_methods"] = f"time: {method}"
         attrs["min_valid_days"] = "all" if min_valid_days is None else int(min_valid_days)
+        value = value.transpose(*da.dims).astype(da.dtype if da.dtype.kind == "f" else "float64")
         out_vars[name] = value.assign_attrs(attrs)
     out = xr.Dataset(out_vars, attrs=dict(ds.attrs))
-    return out
+    return out.reindex(time=months.full_labels())
+
+
+class _MonthIndex:
+    """Calendar months of a sorted daily time axis: labels, true lengths, and sums per month.
+
+    Sums use :func:`numpy.add.reduceat` over contiguous months; dask arrays are rechunked along time to whole
+    months and reduced block by block (one task per chunk, not per month), so they stay lazy and scale.
+    """
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+        if values.dtype.kind == "M":
+            m = values.astype("datetime64[M]")
+            self.key = m.astype("int64")
+            starts = np.r_[0, np.flatnonzero(np.diff(self.key)) + 1]
+            self.labels = m[starts].astype("datetime64[ns]")
+            self.calendar = None
+        else:  # cftime dates
+            self.key = np.array([t.year * 12 + (t.month - 1) for t in values], dtype="int64")
+            starts = np.r_[0, np.flatnonzero(np.diff(self.key)) + 1]
+            first = values[0]
+            self.calendar = first.calendar
+            self.labels = np.array(
+                [type(first)(t.year, t.month, 1, calendar=t.calendar) for t in values[starts]]
+            )
+        if np.any(np.diff(self.key) < 0):
+            raise DataError("to_monthly: time must be sorted (increasing)")
+        self.starts = starts
+        self.time = xr.DataArray(self.labels, dims="time", name="time")
+        self.days = xr.DataArray(self._days_in_month(), dims="time", coords={"time": self.labels})
+
+    def _days_in_month(self) -> np.ndarray:
+        if self.calendar is None:
+            return pd.DatetimeIndex(self.labels).days_in_month.to_numpy()
+        return np.array([t.daysinmonth for t in self.labels])
+
+    def full_labels(self):
+        """Every month from the first to the last (months absent from the data become NaN)."""
+        if self.calendar is None:
+            return pd.date_range(self.labels[0], self.labels[-1], freq="MS")
+        return xr.date_range(
+            self.labels[0].isoformat(),
+            self.labels[-1].isoformat(),
+            freq="MS",
+            calendar=self.calendar,
+            use_cftime=True,
+        )
+
+    def sum_and_count(self, da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+        da = da.transpose(..., "time")
+        data = da.data
+        other = {d: da[d] for d in da.dims if d != "time" and d in da.coords}
+        dims = da.dims
+        if hasattr(data, "dask"):
+            total, count = self._dask_reduce(data)
+        else:
+            x = np.asarray(data, dtype="float64")
+            valid = np.isfinite(x)
+            total = np.add.reduceat(np.where(valid, x, 0.0), self.starts, axis=-1)
+            count = np.add.reduceat(valid.astype("int32"), self.starts, axis=-1)
+        coords = {**other, "time": self.labels}
+        extra = {k: v for k, v in da.coords.items() if "time" not in v.dims and k not in coords}
+        wrap = lambda a: xr.DataArray(a, dims=dims, coords={**coords, **extra})  # noqa: E731
+        return wrap(total), wrap(count)
+
+    def _dask_reduce(self, data):
+        import dask.array as dsa
+
+        # chunk boundaries along time at month starts, close to the existing chunk length
+        target = max(int(np.median(data.chunks[-1])), 1)
+        bounds = [0]
+        for s in self.starts[1:]:
+            if s - bounds[-1] >= target:
+                bounds.append(int(s))
+        bounds.append(len(self.key))
+        time_chunks = tuple(np.diff(bounds).tolist())
+        x = data.rechunk(data.chunks[:-1] + (time_chunks,))
+        months_per_chunk = tuple(
+            int(np.count_nonzero((self.starts >= a) & (self.starts < b)))
+            for a, b in zip(bounds[:-1], bounds[1:])
+        )
+        key = self.key
+
+        def reduce(block, kind, block_info=None):
+            lo, hi = block_info[0]["array-location"][-1]
+            k = key[lo:hi]
+            st = np.r_[0, np.flatnonzero(np.diff(k)) + 1]
+            valid = np.isfinite(block)
+            if kind == "sum":
+                return np.add.reduceat(np.where(valid, block, 0.0).astype("float64"), st, axis=-1)
+            return np.add.reduceat(valid.astype("int32"), st, axis=-1)
+
+        out_chunks = x.chunks[:-1] + (months_per_chunk,)
+        total = dsa.map_blocks(reduce, x, "sum", chunks=out_chunks, dtype="float64")
+        count = dsa.map_blocks(reduce, x, "count", chunks=out_chunks, dtype="int32")
+        return total, count

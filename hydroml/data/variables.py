@@ -323,7 +323,7 @@ def infer_time_step(time: xr.DataArray | xr.Dataset | None) -> str | None:
     str or None
         None when there is no time, or one step only.
     """
-    if isinstance(time, xr.Dataset):
+    if isinstance(time, xr.Dataset) or (isinstance(time, xr.DataArray) and time.name != "time"):
         time = time.coords.get("time")
     if time is None or time.size < 2:
         return None
