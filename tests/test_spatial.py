@@ -170,6 +170,11 @@ def test_geojson_fractions_exact_geometries():
     assert w.area_km2.sel(basin="whole").item() == pytest.approx(cell_area_km2(g).sum().item(), rel=1e-12)
     with pytest.raises(DataError, match="property 'name' not found"):
         basin_weights(g, geojson=fc, id_property="name")
+    # a grid in 0..360 degrees east and a polygon across the Greenwich meridian in -180..180
+    g360 = _grid([10.5, 11.5], np.arange(0.5, 360.0))
+    f360 = basin_weights(g360, geojson=shapely.box(-1.0, 10.0, 1.0, 11.0)).to_dataarray().values[0]
+    np.testing.assert_allclose(f360[0, [0, 359]], 1.0)
+    assert f360.sum() == pytest.approx(2.0)
 
 
 def test_geojson_projected_grid():

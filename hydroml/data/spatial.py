@@ -38,6 +38,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -458,12 +459,15 @@ def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> np
     for k, (_bid, g) in enumerate(geoms):
         if deg_seg > 0:
             g = shapely.segmentize(g, deg_seg)  # edges stay close to the lon/lat lines they follow
-        gp = to_plane(g)
-        cand = tree.query(gp, predicate="intersects")
-        if cand.size:
-            inter = shapely.area(shapely.intersection(cells[cand], gp))
-            rows[k, cand] = np.clip(inter / cell_area[cand], 0.0, 1.0)
-    return rows
+        # on a geographic grid, copies shifted by 360 degrees catch grids in 0..360 and cells across the seam
+        shifts = (0.0,) if projected else (-360.0, 0.0, 360.0)
+        for dx in shifts:
+            gp = to_plane(shapely.transform(g, lambda c, dx=dx: c + np.array([dx, 0.0])) if dx else g)
+            cand = tree.query(gp, predicate="intersects")
+            if cand.size:
+                inter = shapely.area(shapely.intersection(cells[cand], gp))
+                rows[k, cand] += inter / cell_area[cand]
+    return np.clip(rows, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------- flow-direction rasters
@@ -826,7 +830,7 @@ class BasinWeights:
     grid_coords: dict = field(default_factory=dict)
     method: str = "area"
 
-    @property
+    @cached_property
     def matrix(self) -> sp.csr_matrix:
         """``W[basin, cell] = fraction x cell weight`` (CSR)."""
         return sp.csr_matrix(self.fractions.multiply(self.cell_weight[None, :]))
