@@ -318,6 +318,10 @@ def check_time(ds: xr.Dataset, source: str = "") -> None:
         )
 
 
+def _val(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _fmt(t: Any) -> str:
     if isinstance(t, np.datetime64):
         return str(np.datetime_as_string(t, unit="s")).replace("T00:00:00", "")
@@ -390,7 +394,7 @@ def _check_same_grid(a: xr.Dataset, b: xr.Dataset, fa: str, fb: str) -> None:
             i = int(diff[0]) if len(diff) else 0
             raise DataError(
                 f"grids do not match: coordinate {name!r} differs between {fa} and {fb} "
-                f"(first at flat index {i}: {x.ravel()[i]!r} vs {y.ravel()[i]!r})"
+                f"(first at flat index {i}: {_val(x.ravel()[i])!r} vs {_val(y.ravel()[i])!r})"
             )
 
 
@@ -425,7 +429,7 @@ def _combine_time(parts: list[tuple[Path, xr.Dataset]]) -> xr.Dataset:
                     t = overlap[pos[t_axis]] if overlap.size else "?"
                     raise DataError(
                         f"overlapping files disagree: {prev_path.name} and {path.name} both hold variable "
-                        f"{name!r} at {_fmt(t)} but with different values ({a[tuple(pos)]!r} vs {b[tuple(pos)]!r}); "
+                        f"{name!r} at {_fmt(t)} but with different values ({_val(a[tuple(pos)])!r} vs {_val(b[tuple(pos)])!r}); "
                         f"{overlap.size} overlapping time step(s)"
                     )
             log.info(
