@@ -342,6 +342,20 @@ def test_moselle_gauge_398(shared_data):
     assert masks.sel(basin="398").sum().item() == morph.facc.max().item() + 1 == 46_545
     assert masks.sel(basin="333").sum().item() == 15_038
     assert not (masks.sel(basin="333") & ~masks.sel(basin="398")).any()  # 333 is nested in 398
+    # the same outlet given as lon/lat two cells off the river (the domain edge is just north), snapped to the largest accumulation nearby
+    from pyproj import Transformer
+
+    r, c = (int(v) for v in np.argwhere(morph.idgauges.values == 398)[0])
+    x, y = morph.x.values[c + 2], morph.y.values[r + 2]  # 1 km east, 1 km south of the outlet
+    lon, lat = Transformer.from_crs(3035, 4326, always_xy=True).transform(x, y)
+    off = delineate(morph.fdir, {"398": (lat, lon)}, gauges_crs="EPSG:4326")
+    assert off.sum().item() < 1000  # a small side catchment, not the Moselle
+    snapped = delineate(
+        morph.fdir, {"398": (lat, lon)}, gauges_crs="EPSG:4326", facc=morph.facc, snap_radius=3
+    )
+    np.testing.assert_array_equal(snapped.sel(basin="398").values, masks.sel(basin="398").values)
+    with pytest.raises(DataError, match="snap_radius needs facc"):
+        delineate(morph.fdir, {"398": (lat, lon)}, gauges_crs="EPSG:4326", snap_radius=3)
     # on the 24 km meteo grid: fractions of coarse cells, summing to the same area
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -482,8 +482,18 @@ def _north_up(r: xr.DataArray, ydim: str) -> bool:
     return True
 
 
-def _outlet_cells(gauges, raster: xr.DataArray, ydim: str, xdim: str) -> tuple[list[str], list[int]]:
+def _outlet_cells(
+    gauges, raster: xr.DataArray, ydim: str, xdim: str, gauges_crs: str | None = None
+) -> tuple[list[str], list[int]]:
     ny, nx = raster.sizes[ydim], raster.sizes[xdim]
+    transformer = None
+    if gauges_crs is not None:
+        raster_crs = _crs_of(raster) or ("EPSG:4326" if _has_latlon(raster, ydim, xdim) == "1d" else None)
+        if raster_crs is None:
+            raise DataError("gauges_crs given but the flow-direction raster has no 'crs' attribute")
+        from pyproj import Transformer
+
+        transformer = Transformer.from_crs(gauges_crs, raster_crs, always_xy=True)
     ids, flat = [], []
     if isinstance(gauges, xr.DataArray):
         g = gauges.transpose(ydim, xdim).values
@@ -511,6 +521,8 @@ def _outlet_cells(gauges, raster: xr.DataArray, ydim: str, xdim: str) -> tuple[l
                 raise DataError(
                     f"gauge {bid!r}: expected ({ydim}, {xdim}) coordinates or {{row, col}}"
                 ) from err
+            if transformer is not None:
+                xv, yv = (float(v) for v in transformer.transform(xv, yv))
             ys, xs = raster[ydim].values, raster[xdim].values
             r, c = int(np.argmin(np.abs(ys - yv))), int(np.argmin(np.abs(xs - xv)))
             half_y = 0.5 * abs(ys[1] - ys[0]) if ys.size > 1 else np.inf
@@ -522,6 +534,25 @@ def _outlet_cells(gauges, raster: xr.DataArray, ydim: str, xdim: str) -> tuple[l
         ids.append(str(bid))
         flat.append(r * nx + c)
     return ids, flat
+
+
+def _snap(cells: list[int], facc: xr.DataArray, ydim: str, xdim: str, radius: int) -> list[int]:
+    """Move each outlet to the cell of largest flow accumulation within ``radius`` cells."""
+    acc = np.where(np.isfinite(facc.values), facc.values, -np.inf)
+    ny, nx = acc.shape
+    out = []
+    for cell in cells:
+        r, c = divmod(cell, nx)
+        r0, r1, c0, c1 = (
+            max(r - radius, 0),
+            min(r + radius + 1, ny),
+            max(c - radius, 0),
+            min(c + radius + 1, nx),
+        )
+        win = acc[r0:r1, c0:c1]
+        dr, dc = np.unravel_index(int(np.argmax(win)), win.shape)
+        out.append(int((r0 + dr) * nx + c0 + dc))
+    return out
 
 
 def downstream_index(
@@ -579,6 +610,9 @@ def delineate(
     gauges: Mapping[str, Any] | xr.DataArray,
     *,
     encoding: str | Mapping[int, tuple[int, int]] = "esri",
+    gauges_crs: str | None = None,
+    facc: xr.DataArray | None = None,
+    snap_radius: int = 0,
 ) -> xr.DataArray:
     """Delineate the upstream area of each gauge on a D8 flow-direction raster.
 
@@ -592,6 +626,14 @@ def delineate(
         mHM's ``idgauges.asc``).
     encoding : {"esri", "taudem", "ldd"} or mapping
         The D8 code table (ESRI: 1 E, 2 SE, 4 S, 8 SW, 16 W, 32 NW, 64 N, 128 NE).
+    gauges_crs : str, optional
+        CRS of the gauge coordinates when it is not the raster's (e.g. ``"EPSG:4326"`` for ``(lat, lon)`` on a
+        projected raster with a ``crs`` attribute).
+    facc : xarray.DataArray, optional
+        Flow accumulation on the same raster, to snap each gauge to the cell of largest accumulation within
+        ``snap_radius`` cells (gauge coordinates rarely fall exactly on the raster's river).
+    snap_radius : int
+        Search half-width in cells (0: no snapping).
 
     Returns
     -------
@@ -603,9 +645,16 @@ def delineate(
 
     ydim, xdim = _raster_dims(flowdir)
     fd = flowdir.transpose(ydim, xdim)
-    ids, outlets = _outlet_cells(gauges, fd, ydim, xdim)
+    ids, outlets = _outlet_cells(gauges, fd, ydim, xdim, gauges_crs)
     if not ids:
         raise DataError("no gauge given to delineate")
+    if snap_radius:
+        if facc is None:
+            raise DataError("snap_radius needs facc= (the flow accumulation raster)")
+        fa = facc.transpose(ydim, xdim)
+        if fa.shape != fd.shape:
+            raise DataError(f"facc shape {fa.shape} does not match the flow-direction raster {fd.shape}")
+        outlets = _snap(outlets, fa, ydim, xdim, int(snap_radius))
     down = downstream_index(fd, encoding)
     n = down.size
     donors = np.flatnonzero(down >= 0)
@@ -982,6 +1031,9 @@ def basin_weights(
     grid_dims: Sequence[str] | None = None,
     crs: str | None = None,
     id_property: str | None = None,
+    gauges_crs: str | None = None,
+    facc: xr.DataArray | None = None,
+    snap_radius: int = 0,
 ) -> BasinWeights:
     """Compute sparse grid-to-basin weights.
 
@@ -1013,6 +1065,8 @@ def basin_weights(
         CRS of the grid's projected ``x``/``y`` (else ``grid.attrs["crs"]``).
     id_property : str, optional
         GeoJSON feature property holding the basin id.
+    gauges_crs, facc, snap_radius
+        Passed to :func:`delineate`: CRS of gauge coordinates, and snapping to the largest flow accumulation.
 
     Returns
     -------
@@ -1052,7 +1106,14 @@ def basin_weights(
         ids = [g[0] for g in geoms]
         rows = _polygon_fractions(geoms, grid, ydim, xdim, crs)
     else:
-        basin_masks = delineate(flowdir, gauges, encoding=flowdir_encoding)
+        basin_masks = delineate(
+            flowdir,
+            gauges,
+            encoding=flowdir_encoding,
+            gauges_crs=gauges_crs,
+            facc=facc,
+            snap_radius=snap_radius,
+        )
         ids = list(basin_masks["basin"].values)
         fy, fx = _raster_dims(flowdir)
         same = (

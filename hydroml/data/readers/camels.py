@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from hydroml._progress import tqdm
 from hydroml.data.readers import register_reader
 from hydroml.exceptions import DataError
 
@@ -215,6 +216,7 @@ def read_camels_us(
     forcing: str = "daymet",
     attributes: Sequence[str] | bool | None = None,
     streamflow: bool = True,
+    progress: bool | None = None,
     **options,
 ) -> xr.Dataset:
     """Read CAMELS-US forcings, streamflow and attributes into one Dataset.
@@ -234,6 +236,8 @@ def read_camels_us(
         (string attributes allowed when named).
     streamflow : bool
         Whether to read ``usgs_streamflow`` (``streamflow`` in ft3 s-1 and its flag ``streamflow_qc``).
+    progress : bool, optional
+        Progress bar over basins (``None``: the ``HYDROML_PROGRESS`` setting).
     **options
         Unknown options are an error.
 
@@ -276,7 +280,7 @@ def read_camels_us(
             )
 
     frames, headers, units = [], [], {}
-    for b in ids:
+    for b in tqdm(ids, progress=progress, desc="CAMELS-US basins", leave=False):
         frame, header, u = read_forcing_file(forcing_files[b])
         units.update(u)
         if streamflow:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
+from hydroml._progress import tqdm
 from hydroml.data.readers import register_reader
 from hydroml.data.readers.basin_netcdf import open_netcdf
 from hydroml.data.readers.station import frames_to_dataset
@@ -126,6 +127,7 @@ def read_caravan(
     file_format: str = "auto",
     variables: Sequence[str] | None = None,
     attributes: Sequence[str] | bool | None = None,
+    progress: bool | None = None,
     **options,
 ) -> xr.Dataset:
     """Read Caravan time series and attributes into one ``(basin, time)`` Dataset.
@@ -145,6 +147,8 @@ def read_caravan(
         Time-series variables to keep (error naming unknown ones; default all).
     attributes : list of str, bool or None
         Statics on ``(basin,)``: ``None``/``True`` all numeric attributes, ``False`` none, or a list.
+    progress : bool, optional
+        Progress bar over basins (``None``: the ``HYDROML_PROGRESS`` setting).
     **options
         Unknown options are an error.
 
@@ -177,7 +181,7 @@ def read_caravan(
         if not ids:
             raise DataError(f"caravan: no time-series files under {ts_root} for sources {sources or 'any'}")
     frames: dict[str, pd.DataFrame] = {}
-    for b in ids:
+    for b in tqdm(ids, progress=progress, desc="Caravan basins", leave=False):
         src = b.split("_")[0]
         for fmt in fmts:
             f = ts_root / fmt / src / (f"{b}.nc" if fmt == "netcdf" else f"{b}.csv")
