@@ -1,0 +1,43 @@
+"""``hydroml train``: train a model from a YAML config, resume a run, or run under torchrun."""
+
+from __future__ import annotations
+
+NAME = "train"
+HELP = "train a model from a YAML config into runs/<name>_<YYYYmmdd_HHMMSS>/"
+DESCRIPTION = """Train a model from a YAML config (see examples/demo_lstm.yaml).
+
+The run directory holds the resolved config.yaml, normalisation.json, model.safetensors, an atomic
+checkpoint of every epoch, metrics.csv and train.log. A run killed at any point continues with
+`hydroml train --resume RUN_DIR` and reaches the same weights as an uninterrupted run.
+Several processes: `torchrun --nproc_per_node=2 -m hydroml train CONFIG` (gloo on CPU, nccl on GPU;
+only rank 0 writes files)."""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("config", nargs="?", help="training config (YAML); optional with --resume")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    parser.add_argument(
+        "--runs-dir", default="runs", metavar="DIR", help="parent of new run directories (default: runs)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    import sys
+
+    from hydroml.exceptions import ConfigError
+    from hydroml.training import train
+
+    if args.config is None and args.resume is None:
+        raise ConfigError("give a CONFIG file or --resume RUN_DIR")
+    run_dir = train(
+        args.config,
+        runs_dir=args.runs_dir,
+        resume=args.resume,
+        progress=False if args.no_progress else None,
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        sys.stdout.write(f"{run_dir}\n")
+    return 0

@@ -1,0 +1,116 @@
+"""Several processes: ``torchrun --nproc_per_node=N -m hydroml train CONFIG``.
+
+torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`setup` joins the process group (``gloo`` on
+CPU, ``nccl`` on GPU). The data order is a pure function of ``(seed, epoch)`` (:func:`epoch_order`): every
+process computes the same permutation, cuts it into global batches of ``batch_size`` samples, and takes its
+share of each global batch (:func:`shard`), so the sampler is "reseeded" every epoch without any state and
+the union of the shards is exactly the single-process batch. DistributedDataParallel averages gradients; the
+training loop scales each process's loss so that the average equals the loss of the whole global batch
+(exactly, also when NaN targets are masked or the last batch does not split evenly). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger("hydroml.training")
+
+__all__ = ["DistInfo", "setup", "teardown", "epoch_order", "global_batches", "shard", "all_reduce_sum"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Rank, world size and local rank of this process (``0, 1, 0`` without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(use_cuda: bool) -> DistInfo:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1).
+
+    Parameters
+    ----------
+    use_cuda : bool
+        Use ``nccl`` (and pin this process to GPU ``LOCAL_RANK``); otherwise ``gloo``.
+
+    Returns
+    -------
+    DistInfo
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+        log.info("joined process group: rank %d of %d (%s)", rank, world, backend)
+    return DistInfo(rank, world, local)
+
+
+def teardown(info: DistInfo) -> None:
+    """Leave the process group (if :func:`setup` joined one)."""
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def epoch_order(n_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The training order of epoch ``epoch``: a permutation that depends on ``(seed, epoch)`` only.
+
+    Parameters
+    ----------
+    n_samples : int
+    seed : int
+    epoch : int
+        1-based epoch number.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    return np.random.default_rng([seed, epoch, 0x68796472]).permutation(n_samples)
+
+
+def global_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Cut an epoch's order into global batches of ``batch_size`` (the last may be smaller)."""
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def shard(batch: np.ndarray, info: DistInfo) -> np.ndarray:
+    """This process's share of a global batch (every ``world_size``-th sample from ``rank``)."""
+    return batch[info.rank :: info.world_size]
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over processes (a no-op in one process)."""
+    if info.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every process."""
+    if not info.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

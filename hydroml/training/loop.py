@@ -1,0 +1,490 @@
+"""The training loop: :func:`train` a config into a run directory, resumable and distributed.
+
+Exact resume
+------------
+Every epoch ends with an atomic checkpoint (weights, optimiser moments and step counts, RNG states, early
+stopping state, metrics history; see :mod:`hydroml.training.runs`). The data order of epoch ``e`` is a pure
+function of ``(seed, e)`` and the learning rate a pure function of ``e``, so resuming from the checkpoint of
+epoch ``e`` replays epochs ``e+1...`` exactly as an uninterrupted run would: the final weights are identical
+(bit for bit on the same machine and thread count). A run killed before its first checkpoint restarts from
+epoch 1 in the same directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from hydroml._io import write_text_atomic
+from hydroml._progress import progress_enabled, tqdm
+from hydroml.exceptions import ConfigError
+from hydroml.training import distributed as D
+from hydroml.training._data import load_normaliser, prepare_data
+from hydroml.training.config import Config, config_from_dict, config_to_dict, load_config, parse_bytes
+from hydroml.training.runs import (
+    load_checkpoint,
+    make_run_dir,
+    restore_rng,
+    save_checkpoint,
+    save_weights,
+    write_metrics_csv,
+)
+
+log = logging.getLogger("hydroml.training")
+_root_log = logging.getLogger("hydroml")
+
+__all__ = ["train", "build_model", "load_normaliser", "lr_at"]
+
+
+def build_model(cfg: Config, dims: dict | None = None) -> torch.nn.Module:
+    """Build the config's model; ``n_dynamic``/``n_static``/``n_targets`` come from the data section.
+
+    Parameters
+    ----------
+    cfg : Config
+        The configuration.
+    dims : dict, optional
+        Overrides of the input/output sizes.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    from hydroml.models import create
+
+    d = cfg.data
+    kwargs = {
+        "n_dynamic": len(d.dynamic_inputs),
+        "n_static": len(d.static_inputs),
+        "n_targets": len(d.targets),
+        **(dims or {}),
+        **cfg.model.params,
+    }
+    return create(cfg.model.name, **kwargs)
+
+
+def lr_at(cfg: Config, epoch: int) -> float:
+    """The learning rate of (1-based) ``epoch``: a pure function of the config and the epoch."""
+    base, s = cfg.optimiser.lr, cfg.schedule
+    if s.warmup_epochs and epoch <= s.warmup_epochs:
+        return base * epoch / (s.warmup_epochs + 1)
+    e = epoch - 1 - s.warmup_epochs
+    if s.name == "step":
+        return base * s.gamma ** (e // s.step_size)
+    if s.name == "exponential":
+        return base * s.gamma**e
+    if s.name == "cosine":
+        span = max(1, cfg.train.epochs - s.warmup_epochs - 1)
+        return s.min_lr + 0.5 * (base - s.min_lr) * (1 + math.cos(math.pi * min(e, span) / span))
+    return base
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the global RNG third-party code may use
+    torch.manual_seed(seed)
+
+
+def _device(cfg: Config) -> torch.device:
+    want = cfg.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' requested but no GPU is available")
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _run_log(run_dir: Path | None) -> Iterator[None]:
+    """Attach a FileHandler ``train.log`` to the ``hydroml`` logger for the run; console verbosity unchanged."""
+    if run_dir is None:
+        yield
+        return
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    old_level = _root_log.level
+    effective = _root_log.getEffectiveLevel()
+    pinned = []
+    for h in _root_log.handlers:
+        if h.level == logging.NOTSET and effective > logging.INFO:
+            h.setLevel(effective)
+            pinned.append(h)
+    _root_log.addHandler(handler)
+    if effective > logging.INFO:
+        _root_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        _root_log.removeHandler(handler)
+        handler.close()
+        _root_log.setLevel(old_level)
+        for h in pinned:
+            h.setLevel(logging.NOTSET)
+
+
+def _configure_checkpointing(model: torch.nn.Module, cfg: Config, local_batch: int) -> str:
+    t = cfg.train
+    if t.memory_budget is not None:
+        budget = parse_bytes(t.memory_budget, "train.memory_budget")
+        if not hasattr(model, "stages") or not hasattr(model, "set_checkpoint_schedule"):
+            raise ConfigError(f"train.memory_budget: model {cfg.model.name!r} does not describe its stages")
+        try:
+            from hydroml.memory import plan as _plan_mod  # noqa: F401
+            from hydroml.memory.plan import plan
+        except ImportError as err:
+            raise ConfigError(
+                "train.memory_budget needs hydroml.memory (the planner is not available)"
+            ) from err
+        sched = plan(model.stages(cfg.data.seq_len, local_batch), budget)
+        items = sched.to_time_items()
+        model.set_checkpoint_schedule(items)
+        desc = sched.describe() if hasattr(sched, "describe") else str(items)
+        return f"planned under {t.memory_budget}: {desc}"
+    if t.checkpointing:
+        if not hasattr(model, "set_checkpoint_schedule"):
+            raise ConfigError(f"train.checkpointing: model {cfg.model.name!r} has no checkpointing switch")
+        model.set_checkpoint_schedule(t.checkpointing)
+        return f"time chunks ({'sqrt(T)' if t.checkpointing is True else t.checkpointing} steps)"
+    return "off"
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {
+        k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+    }
+
+
+@torch.no_grad()
+def _validate(
+    model, data, cfg: Config, device, loss_name: str, basin_std: torch.Tensor, normaliser: Any
+) -> dict[str, float]:
+    """Median NSE / KGE over basins of the last-step predictions on the validation period (in physical units),
+    and the validation loss (normalised units)."""
+    from hydroml.evaluation import kge, nse
+    from hydroml.evaluation.losses import mse_loss, nse_loss
+
+    ds = data
+    was_training = model.training
+    model.eval()
+    n = len(ds)
+    nb, nt = ds.n_basins, ds.n_time
+    n_t = len(cfg.data.targets)
+    sim = np.full((n_t, nb, nt), np.nan, np.float32)
+    obs = np.full((n_t, nb, nt), np.nan, np.float32)
+    losses, counts = 0.0, 0
+    bs = max(cfg.train.batch_size, 256)
+    for i in range(0, n, bs):
+        batch = _to(ds.get_batch(np.arange(i, min(n, i + bs))), device)
+        y_hat = model(batch)["y_hat"][:, -1:].float()
+        y = batch["y"][:, -1:]
+        if loss_name == "nse":
+            loss = nse_loss(y, y_hat, basin_std[batch["basin"]].unsqueeze(1))
+        else:
+            loss = mse_loss(y, y_hat)
+        k = int(torch.isfinite(y).sum())
+        losses += float(loss) * k
+        counts += k
+        b, t = batch["basin"].cpu().numpy(), batch["time"].cpu().numpy()
+        sim[:, b, t] = y_hat[:, 0].cpu().numpy().T
+        obs[:, b, t] = y[:, 0].cpu().numpy().T
+    model.train(was_training)
+    inverse = getattr(normaliser, "inverse", None)
+    if inverse is not None:
+        for k, name in enumerate(cfg.data.targets):
+            sim[k] = inverse(name, sim[k])
+            obs[k] = inverse(name, obs[k])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nse_v = np.asarray(nse(obs, sim))  # [n_targets, basin]
+        kge_v = np.asarray(kge(obs, sim)) if inverse is not None else np.full_like(nse_v, np.nan)
+    out = {
+        "val_loss": losses / max(counts, 1),
+        "val_nse": float(np.nanmedian(nse_v)) if np.isfinite(nse_v).any() else float("nan"),
+        "val_kge": float(np.nanmedian(kge_v)) if np.isfinite(kge_v).any() else float("nan"),
+    }
+    return out
+
+
+def _better(metric: str, new: float, best: float | None, min_delta: float) -> bool:
+    if not np.isfinite(new):
+        return False
+    if best is None:
+        return True
+    return new < best - min_delta if metric == "loss" else new > best + min_delta
+
+
+def _load_cfg(config: Config | dict | str | os.PathLike) -> Config:
+    if isinstance(config, Config):
+        return config_from_dict(config_to_dict(config))
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    return load_config(config)
+
+
+def train(
+    config: Config | dict | str | os.PathLike | None = None,
+    *,
+    runs_dir: str | os.PathLike = "runs",
+    resume: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Train a model from a configuration into a run directory.
+
+    Parameters
+    ----------
+    config : Config, dict or path, optional
+        The training configuration (a YAML file, a mapping or a :class:`Config`); not needed with ``resume``.
+    runs_dir : path-like
+        Parent of the new run directory ``<runs_dir>/<name>_<YYYYmmdd_HHMMSS>/``.
+    resume : path-like, optional
+        Continue the run in this directory from its last checkpoint (its ``config.yaml`` is used).
+    progress : bool, optional
+        Progress bars (default: ``train.progress`` in the config, then ``HYDROML_PROGRESS``).
+
+    Returns
+    -------
+    pathlib.Path
+        The run directory (``config.yaml``, ``normalisation.json``, ``model.safetensors``,
+        ``checkpoint.safetensors``/``.json``, ``metrics.csv``, ``train.log``).
+
+    Examples
+    --------
+    >>> from hydroml.training import train, load_run       # doctest: +SKIP
+    >>> run = train("examples/demo_lstm.yaml")
+    >>> model, cfg, normaliser = load_run(run)
+    """
+    if resume is not None:
+        resume = Path(resume)
+        cfg_path = resume / "config.yaml"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"--resume {resume}: not a hydroml run directory (no config.yaml)")
+        cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+        if config is not None and config_to_dict(_load_cfg(config)) != config_to_dict(cfg):
+            raise ConfigError(f"--resume {resume}: the given config differs from the run's config.yaml")
+    elif config is None:
+        raise ConfigError("train: give a config (or resume=RUN_DIR)")
+    else:
+        cfg = _load_cfg(config)
+
+    device = _device(cfg)
+    info = D.setup(device.type == "cuda")
+    try:
+        return _train(cfg, info, device, runs_dir, resume, progress)
+    finally:
+        D.teardown(info)
+
+
+def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None, progress) -> Path:
+    t = cfg.train
+    if t.num_workers:
+        torch.set_num_threads(t.num_workers)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    if t.batch_size < info.world_size:
+        raise ConfigError(f"train.batch_size {t.batch_size} is smaller than the {info.world_size} processes")
+
+    # Run directory (rank 0 creates and writes; the others only read).
+    run_dir: Path | None
+    if resume is not None:
+        run_dir = resume
+    elif info.is_main:
+        run_dir = make_run_dir(runs_dir, cfg.name)
+    else:
+        run_dir = None
+    run_dir = Path(D.broadcast_object(str(run_dir) if run_dir else None, info))
+    writer = run_dir if info.is_main else None
+
+    with _run_log(writer):
+        log.info(
+            "run directory %s (process %d of %d, device %s)", run_dir, info.rank, info.world_size, device
+        )
+        data_normaliser = None
+        if resume is not None and (run_dir / "normalisation.json").is_file():
+            data_normaliser = load_normaliser(run_dir / "normalisation.json")
+        data = prepare_data(cfg, normaliser=data_normaliser)
+        if writer is not None:
+            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            if data_normaliser is None:
+                data.normaliser.save(run_dir / "normalisation.json")
+        log.info(
+            "%d training samples%s; %d basins; seq_len %d",
+            len(data.train),
+            f", {len(data.validation)} validation samples" if data.validation is not None else "",
+            data.train.n_basins,
+            cfg.data.seq_len,
+        )
+
+        _seed_everything(cfg.seed)
+        model = build_model(cfg).to(device)
+        local_batch = math.ceil(t.batch_size / info.world_size)
+        log.info(
+            "model %s: %d parameters; checkpointing %s",
+            cfg.model.name,
+            sum(p.numel() for p in model.parameters()),
+            _configure_checkpointing(model, cfg, local_batch),
+        )
+        opt_cls = torch.optim.AdamW if cfg.optimiser.name == "adamw" else torch.optim.Adam
+        optimiser = opt_cls(
+            model.parameters(),
+            lr=cfg.optimiser.lr,
+            weight_decay=cfg.optimiser.weight_decay,
+            betas=tuple(cfg.optimiser.betas),
+        )
+
+        start_epoch, history = 1, []
+        best, best_epoch, bad_epochs, finished = None, 0, 0, False
+        if resume is not None and (run_dir / "checkpoint.safetensors").is_file():
+            model_state, optim_state, state = load_checkpoint(run_dir)
+            model.load_state_dict(model_state)
+            optimiser.load_state_dict(optim_state)
+            restore_rng(state["rng_tensors"], state["rng"])
+            start_epoch = int(state["epoch"]) + 1
+            history = state["history"]
+            best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+            finished = bool(state.get("finished"))
+            log.info("resuming %s after epoch %d", run_dir, start_epoch - 1)
+        elif resume is not None:
+            log.info("no checkpoint in %s yet: starting from epoch 1", run_dir)
+
+        ddp = model
+        if info.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        use_bf16 = t.bf16 and device.type == "cuda"
+        if t.bf16 and not use_bf16:
+            log.info("train.bf16 ignored on CPU (bf16 autocast is only used on GPU)")
+        basin_std = data.basin_std.to(device)
+        from hydroml.evaluation.losses import mse_loss, nse_loss
+
+        es = cfg.early_stopping
+        show = info.is_main and progress_enabled(progress if progress is not None else t.progress)
+        n_last = cfg.data.predict_last_n
+        epochs = range(start_epoch, t.epochs + 1) if not finished else range(0)
+        bar = tqdm(epochs, progress=show, desc=f"train {cfg.name}", unit="epoch")
+        for epoch in bar:
+            t0 = time.perf_counter()
+            lr = lr_at(cfg, epoch)
+            for g in optimiser.param_groups:
+                g["lr"] = lr
+            ddp.train()
+            order = D.epoch_order(len(data.train), cfg.seed, epoch)
+            batches = D.global_batches(order, t.batch_size)
+            sum_loss = torch.zeros((), dtype=torch.float64)
+            inner = tqdm(batches, progress=show, desc=f"epoch {epoch}", leave=False, unit="batch")
+            for gb in inner:
+                idx = D.shard(gb, info)
+                batch = _to(data.train.get_batch(idx), device)
+                y = batch["y"]
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                    y_hat = ddp(batch)["y_hat"][:, -n_last:]
+                y_hat = y_hat.float()
+                if t.loss == "nse":
+                    loss = nse_loss(y, y_hat, basin_std[batch["basin"]].unsqueeze(1))
+                else:
+                    loss = mse_loss(y, y_hat)
+                # Weight this process's mean by its share of the global batch's valid targets, so that the
+                # average DDP takes over processes is the loss of the whole global batch.
+                counts = torch.tensor([float(torch.isfinite(y).sum())], dtype=torch.float64)
+                local = counts.clone()
+                D.all_reduce_sum(counts, info)
+                share = float(local / counts.clamp_min(1))
+                optimiser.zero_grad(set_to_none=True)
+                (loss * (share * info.world_size)).backward()
+                if t.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
+                optimiser.step()
+                sum_loss += float(loss.detach()) * share
+                if show:
+                    inner.set_postfix(loss=f"{float(loss):.4f}")
+            D.all_reduce_sum(sum_loss, info)
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": float(sum_loss) / max(1, len(batches)),
+            }
+            validate = data.validation is not None and (epoch % t.validate_every == 0 or epoch == t.epochs)
+            improved = data.validation is None
+            stop = False
+            if validate:
+                row.update(_validate(model, data.validation, cfg, device, t.loss, basin_std, data.normaliser))
+                score = row["val_loss"] if es.metric == "loss" else row[f"val_{es.metric}"]
+                if _better(es.metric, score, best, es.min_delta):
+                    best, best_epoch, bad_epochs, improved = float(score), epoch, 0, True
+                else:
+                    bad_epochs += 1
+                    stop = es.patience is not None and bad_epochs >= es.patience
+                if best is None and epoch == t.epochs:
+                    improved = True  # never a finite score: keep the last weights
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            history.append(row)
+            if stop:
+                flag = torch.tensor([1.0])
+            else:
+                flag = torch.tensor([0.0])
+            if info.distributed:  # rank 0 decides, so every process stops at the same epoch
+                torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
+            done = stop or epoch == t.epochs
+            if writer is not None:
+                if improved:
+                    save_weights(run_dir / "model.safetensors", model, {"epoch": str(epoch)})
+                save_checkpoint(
+                    run_dir,
+                    model,
+                    optimiser,
+                    {
+                        "epoch": epoch,
+                        "best": best,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                        "finished": done,
+                        "world_size": info.world_size,
+                    },
+                )
+                write_metrics_csv(run_dir / "metrics.csv", history)
+            msg = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"
+            )
+            log.info("epoch %d: %s", epoch, msg)
+            if show:
+                post = {"loss": f"{row['train_loss']:.4f}"}
+                if "val_nse" in row:
+                    post["val_nse"] = f"{row['val_nse']:.3f}"
+                bar.set_postfix(post)
+            if stop:
+                log.info(
+                    "early stopping after epoch %d: no %s improvement for %d epochs (best %.4g at epoch %d)",
+                    epoch,
+                    es.metric,
+                    bad_epochs,
+                    best,
+                    best_epoch,
+                )
+                break
+        if info.distributed:
+            torch.distributed.barrier()
+        if finished:
+            log.info("run %s had already finished", run_dir)
+        log.info("finished: %s", run_dir)
+    return run_dir
