@@ -318,12 +318,40 @@ def _cell_centres_lat(grid, ydim: str, xdim: str, crs: str | None) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------------- masks
-def _masks_to_fractions(masks, grid, ydim: str, xdim: str) -> tuple[list[str], np.ndarray]:
+def _check_fraction_values(v: np.ndarray, what: str) -> None:
+    if v.size and (np.nanmin(v) < 0 or np.nanmax(v) > 1 + 1e-9):
+        raise DataError(f"{what}: fractions must lie in [0, 1], found {np.nanmin(v)}..{np.nanmax(v)}")
+
+
+def _masks_to_fractions(masks, grid, ydim: str, xdim: str) -> tuple[list[str], sp.csr_matrix]:
+    shape = (grid.sizes[ydim], grid.sizes[xdim])
+
+    def check(m: xr.DataArray, what: str) -> xr.DataArray:
+        missing = [d for d in (ydim, xdim) if d not in m.dims]
+        if missing:
+            raise DataError(f"{what}: expected dimensions ({ydim}, {xdim}), found {m.dims}")
+        m = m.transpose(..., ydim, xdim)
+        if m.shape[-2:] != shape:
+            raise DataError(f"{what}: shape {m.shape[-2:]} does not match the grid {shape}")
+        for d in (ydim, xdim):
+            if d in m.coords and d in grid.coords and not np.allclose(m[d].values, grid[d].values):
+                raise DataError(f"{what}: coordinate {d!r} differs from the grid's")
+        return m
+
+    def sparse_rows(v: np.ndarray) -> sp.csr_matrix:
+        v = v.reshape(v.shape[0], -1)
+        r, c = np.nonzero(np.isfinite(v) & (v != 0))
+        vals = np.clip(np.asarray(v[r, c], dtype="float64"), 0.0, 1.0)
+        return sp.csr_matrix((vals, (r, c)), shape=v.shape)
+
+    if isinstance(masks, xr.DataArray) and "basin" in masks.dims:
+        if masks.ndim != 3:
+            raise DataError(f"masks: expected dimensions (basin, {ydim}, {xdim}), found {masks.dims}")
+        m = check(masks, "masks").transpose("basin", ydim, xdim)
+        _check_fraction_values(m.values, "masks")
+        return [str(b) for b in m["basin"].values], sparse_rows(m.values)
     if isinstance(masks, xr.DataArray):
-        if "basin" in masks.dims:
-            items = [(str(b), masks.sel(basin=b)) for b in masks["basin"].values]
-        else:
-            items = [(str(masks.name or "0"), masks)]
+        items = [(str(masks.name or "0"), masks)]
     elif isinstance(masks, xr.Dataset):
         items = [(str(k), v) for k, v in masks.data_vars.items()]
     elif isinstance(masks, Mapping):
@@ -336,24 +364,13 @@ def _masks_to_fractions(masks, grid, ydim: str, xdim: str) -> tuple[list[str], n
     for bid, m in items:
         if not isinstance(m, xr.DataArray):
             m = xr.DataArray(np.asarray(m), dims=(ydim, xdim))
-        missing = [d for d in (ydim, xdim) if d not in m.dims]
-        if missing or m.ndim != 2:
+        if m.ndim != 2:
             raise DataError(f"mask of basin {bid!r}: expected dimensions ({ydim}, {xdim}), found {m.dims}")
-        m = m.transpose(ydim, xdim)
-        shape = (grid.sizes[ydim], grid.sizes[xdim])
-        if m.shape != shape:
-            raise DataError(f"mask of basin {bid!r}: shape {m.shape} does not match the grid {shape}")
-        for d in (ydim, xdim):
-            if d in m.coords and d in grid.coords and not np.allclose(m[d].values, grid[d].values):
-                raise DataError(f"mask of basin {bid!r}: coordinate {d!r} differs from the grid's")
-        v = np.nan_to_num(np.asarray(m.values, dtype="float64"), nan=0.0)
-        if v.min() < 0 or v.max() > 1 + 1e-9:
-            raise DataError(
-                f"mask of basin {bid!r}: fractions must lie in [0, 1], found {v.min()}..{v.max()}"
-            )
+        m = check(m, f"mask of basin {bid!r}")
+        _check_fraction_values(np.asarray(m.values, dtype="float64"), f"mask of basin {bid!r}")
         ids.append(bid)
-        rows.append(np.clip(v, 0, 1).ravel())
-    return ids, np.array(rows)
+        rows.append(sparse_rows(np.asarray(m.values)[None]))
+    return ids, sp.csr_matrix(sp.vstack(rows))
 
 
 # ----------------------------------------------------------------------------------------------------- GeoJSON
@@ -455,7 +472,7 @@ def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> np
     cells = shapely.polygons(ring)
     cell_area = shapely.area(cells)
     tree = shapely.STRtree(cells)
-    rows = np.zeros((len(geoms), ny * nx))
+    rk, rc, rv = [], [], []
     for k, (_bid, g) in enumerate(geoms):
         if deg_seg > 0:
             g = shapely.segmentize(g, deg_seg)  # edges stay close to the lon/lat lines they follow
@@ -466,8 +483,17 @@ def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> np
             cand = tree.query(gp, predicate="intersects")
             if cand.size:
                 inter = shapely.area(shapely.intersection(cells[cand], gp))
-                rows[k, cand] += inter / cell_area[cand]
-    return np.clip(rows, 0.0, 1.0)
+                rk.append(np.full(cand.size, k))
+                rc.append(cand)
+                rv.append(inter / cell_area[cand])
+    if not rk:
+        return sp.csr_matrix((len(geoms), ny * nx))
+    rows = sp.csr_matrix(
+        (np.concatenate(rv), (np.concatenate(rk), np.concatenate(rc))), shape=(len(geoms), ny * nx)
+    )  # duplicates (shifted copies) are summed
+    rows.data = np.clip(rows.data, 0.0, 1.0)
+    rows.eliminate_zeros()
+    return rows
 
 
 # ----------------------------------------------------------------------------------------- flow-direction rasters
@@ -756,7 +782,7 @@ def fine_mask_to_fractions(
 
     Returns
     -------
-    numpy.ndarray
+    scipy.sparse.csr_matrix
         ``[basin, coarse cell]`` fractions: the area of the fine basin cells whose centre lies in the coarse cell
         over the coarse cell's area (clipped to 1).
     """
@@ -791,11 +817,18 @@ def fine_mask_to_fractions(
         log.info(
             "%d fine basin cells lie outside the coarse grid and are ignored", int(flat[:, outside].sum())
         )
-    rows = np.zeros((nb, coarse_area.size))
+    rk, rc, rv = [], [], []
+    area_any = fine_area[any_cell]
     for k in range(nb):
         sel = flat[k] & ~outside
-        np.add.at(rows[k], target[sel], fine_area[any_cell][sel])
-    return np.clip(rows / coarse_area, 0.0, 1.0)
+        rk.append(np.full(int(sel.sum()), k))
+        rc.append(target[sel])
+        rv.append(area_any[sel] / coarse_area[target[sel]])
+    rows = sp.csr_matrix(
+        (np.concatenate(rv), (np.concatenate(rk), np.concatenate(rc))), shape=(nb, coarse_area.size)
+    )  # one entry per fine cell, summed per coarse cell
+    rows.data = np.clip(rows.data, 0.0, 1.0)
+    return rows
 
 
 def basin_area_from_facc(
@@ -918,17 +951,26 @@ class BasinWeights:
                         f"grid coordinate {d!r} of the data differs from the one the weights were built on"
                     )
 
+    @cached_property
+    def _used(self) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
+        """Cells with a non-zero weight, the weight matrix restricted to them (transposed), row totals."""
+        w = self.matrix
+        cols = np.unique(w.indices)
+        wt = sp.csr_matrix(w[:, cols].T)  # [used cell, basin]
+        return cols, wt, np.asarray(w.sum(axis=1)).ravel()
+
     def _apply(self, arr: np.ndarray, min_valid_fraction: float) -> np.ndarray:
         lead = arr.shape[:-2]
-        x = np.asarray(arr, dtype="float64").reshape(-1, arr.shape[-2] * arr.shape[-1])
-        w = self.matrix
-        total = np.asarray(w.sum(axis=1)).ravel()
+        cols, wt, total = self._used
+        # only the cells inside some basin are read: one gather, then one sparse product per array
+        x = np.asarray(arr).reshape(-1, arr.shape[-2] * arr.shape[-1])[:, cols].astype("float64", copy=False)
         valid = np.isfinite(x)
-        num = np.asarray(w @ np.where(valid, x, 0.0).T).T
         if valid.all():
+            num = np.asarray(wt.T @ x.T).T
             den = np.broadcast_to(total, num.shape)
         else:
-            den = np.asarray(w @ valid.T.astype("float64")).T
+            num = np.asarray(wt.T @ np.where(valid, x, 0.0).T).T
+            den = np.asarray(wt.T @ valid.T.astype("float64")).T
         with np.errstate(invalid="ignore", divide="ignore"):
             out = num / den
         bad = (den <= 0) | (den < min_valid_fraction * total - 1e-12 * total)
@@ -1125,12 +1167,14 @@ def basin_weights(
             )
         )
         if same:
-            rows = basin_masks.values.reshape(len(ids), -1).astype("float64")
+            rows = sp.csr_matrix(basin_masks.values.reshape(len(ids), -1).astype("float64"))
         else:
             rows = fine_mask_to_fractions(basin_masks, grid, grid_dims=(ydim, xdim), crs=crs)
     if len(set(ids)) != len(ids):
         raise DataError(f"duplicated basin ids {sorted({i for i in ids if ids.count(i) > 1})}")
-    empty = [b for b, r in zip(ids, rows) if not np.any(r > 0)]
+    rows = sp.csr_matrix(rows)
+    rows.eliminate_zeros()
+    empty = [b for b, n in zip(ids, np.diff(rows.indptr)) if n == 0]
     if empty:
         raise DataError(f"basins {empty} cover no cell of the grid ({ny} x {nx} cells on {ydim}, {xdim})")
     if method == "area":
@@ -1139,7 +1183,7 @@ def basin_weights(
         weight = np.cos(np.deg2rad(_cell_centres_lat(grid, ydim, xdim, _crs_of(grid, crs)))).ravel()
     return BasinWeights(
         basins=np.array(ids, dtype=str),
-        fractions=sp.csr_matrix(rows),
+        fractions=rows,
         cell_weight=np.asarray(weight, dtype="float64"),
         cell_area_km2=area,
         grid_dims=(ydim, xdim),
