@@ -30,6 +30,12 @@ small curvilinear cells. Corners come from 1-D cell bounds
 (CF ``bounds`` attribute, else midpoints between centres) or, for curvilinear 2-D ``lat``/``lon``, from the mean of
 the four surrounding centres (extrapolated at the edges). On a grid in an equal-area projection (``crs`` attribute,
 e.g. EPSG:3035 of the mHM Moselle domain) the planar ``dx * dy`` is used, which is exact there.
+
+References
+----------
+Snyder, J. P. (1987): Map projections - a working manual. USGS Professional Paper 1395, pp. 16 and 187
+(authalic latitude). Jenson, S. K. and Domingue, J. O. (1988): Extracting topographic structure from digital
+elevation data for geographic information system analysis. Photogramm. Eng. Remote Sens. 54, 1593-1600 (D8).
 """
 
 from __future__ import annotations
@@ -429,7 +435,7 @@ def _load_geometries(geojson, id_property: str | None) -> list[tuple[str, Any]]:
     return out
 
 
-def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> np.ndarray:
+def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> sp.csr_matrix:
     import shapely
 
     ny, nx = grid.sizes[ydim], grid.sizes[xdim]
@@ -1036,27 +1042,66 @@ class BasinWeights:
         return res.transpose("basin", ...)
 
     def to_dataset(self) -> xr.Dataset:
-        """The weights as a Dataset (dense fractions, cell weights, areas) that can be written to NetCDF."""
-        ds = self.to_dataarray().to_dataset()
-        ds["cell_weight"] = (self.grid_dims, self.cell_weight.reshape(self.grid_shape))
-        ds["cell_area_km2"] = (self.grid_dims, self.cell_area_km2.reshape(self.grid_shape), {"units": "km2"})
+        """The weights as a Dataset for NetCDF: sparse entries (basin index, cell index, fraction), cell weights.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``fraction``, ``basin_index`` and ``cell_index`` on ``entry`` (cells numbered in C order over
+            ``grid_dims``), ``cell_weight`` and ``cell_area_km2`` on the grid; write it with
+            :func:`hydroml._io.write_netcdf_atomic` and read it back with :meth:`from_dataset`.
+        """
+        coo = self.fractions.tocoo()
+        ds = xr.Dataset(
+            {
+                "fraction": ("entry", coo.data.astype("float64")),
+                "basin_index": ("entry", coo.row.astype("int32")),
+                "cell_index": ("entry", coo.col.astype("int64")),
+                "cell_weight": (self.grid_dims, self.cell_weight.reshape(self.grid_shape)),
+                "cell_area_km2": (
+                    self.grid_dims,
+                    self.cell_area_km2.reshape(self.grid_shape),
+                    {"units": "km2"},
+                ),
+            },
+            coords={"basin": self.basins, **self.grid_coords},
+        )
         ds.attrs.update(method=self.method, grid_dims=" ".join(self.grid_dims))
         return ds
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset) -> BasinWeights:
-        """Rebuild weights saved with :meth:`to_dataset`."""
+        """Rebuild weights saved with :meth:`to_dataset`.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            As written by :meth:`to_dataset`.
+
+        Returns
+        -------
+        BasinWeights
+        """
+        missing = [
+            v for v in ("fraction", "basin_index", "cell_index", "cell_weight") if v not in ds.variables
+        ]
+        if missing or "grid_dims" not in ds.attrs:
+            raise DataError(f"not a BasinWeights dataset: lacks {missing or ['grid_dims attribute']}")
         ydim, xdim = ds.attrs["grid_dims"].split()
-        frac = ds["fraction"].transpose("basin", ydim, xdim).values
-        nb = frac.shape[0]
+        shape = (ds.sizes[ydim], ds.sizes[xdim])
+        nb = ds.sizes["basin"]
+        fractions = sp.csr_matrix(
+            (ds["fraction"].values, (ds["basin_index"].values, ds["cell_index"].values)),
+            shape=(nb, shape[0] * shape[1]),
+        )
         return cls(
             basins=ds["basin"].values.astype(str),
-            fractions=sp.csr_matrix(frac.reshape(nb, -1)),
+            fractions=fractions,
             cell_weight=ds["cell_weight"].transpose(ydim, xdim).values.ravel(),
             cell_area_km2=ds["cell_area_km2"].transpose(ydim, xdim).values.ravel(),
             grid_dims=(ydim, xdim),
-            grid_shape=(ds.sizes[ydim], ds.sizes[xdim]),
-            grid_coords={d: ds[d].values for d in (ydim, xdim) if d in ds.coords},
+            grid_shape=shape,
+            grid_coords={d: np.asarray(ds[d].values, dtype=float) for d in (ydim, xdim) if d in ds.coords},
             method=ds.attrs.get("method", "area"),
         )
 
