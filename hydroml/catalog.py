@@ -392,11 +392,26 @@ def load_entry_file(path: str | os.PathLike) -> Entry:
         Unknown key (naming it, the file and the valid keys), missing required key, wrong type, or a ``name``
         that differs from the file name.
     """
-    import yaml
-
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        stat = path.stat()
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file {path} does not exist") from None
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _ENTRY_CACHE:
+        _ENTRY_CACHE[key] = _load_entry_file(path)
+    return _ENTRY_CACHE[key]
+
+
+_ENTRY_CACHE: dict[tuple, Entry] = {}
+
+
+def _load_entry_file(path: Path) -> Entry:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        raw = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as err:
         raise CatalogError(f"{path}: not valid YAML: {err}") from None
     where = str(path)
