@@ -135,6 +135,10 @@ def test_salmon_river_sentinel(shared_data):
     # without the sentinel the raw values come through
     raw = read_basin_netcdf(f, missing_values=None)
     assert int((raw.qobs == -1.2345).sum()) == 1697
+    # lazily with dask chunks: same values, nothing read until computed
+    lazy = read_basin_netcdf(f, chunks={"time": 5000})
+    assert lazy.qobs.chunks is not None
+    xr.testing.assert_identical(lazy.qobs.compute(), ds.qobs)
     # the 2-D copy (dimension 'region') reads the same
     ds2 = read_basin_netcdf(f.with_name(f.stem + "_2d.nc"))
     xr.testing.assert_equal(ds2.qobs, ds.qobs)

@@ -18,6 +18,7 @@ import glob
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,32 +80,27 @@ def _resolve_paths(path: str | Path) -> list[Path]:
     return files
 
 
-def open_netcdf(path: str | Path) -> xr.Dataset:
-    """Open one NetCDF file with CF decoding and load it into memory.
+def open_netcdf(path: str | Path, chunks: Any = None) -> xr.Dataset:
+    """Open one NetCDF file with CF decoding, standardised coordinates and non-CF fill values masked.
 
-    Uses :func:`hydroml.data.io.open_dataset` when it is available, so fill values and CF calendars are decoded
-    the same way everywhere; falls back to :func:`xarray.open_dataset`.
+    Goes through :func:`hydroml.data.io.open_dataset`, so calendars, fill values and coordinate names are
+    handled the same way everywhere.
 
     Parameters
     ----------
     path : str or Path
         The file.
+    chunks : dict, "auto" or None
+        ``None`` (default) loads the file into memory; otherwise dask chunks, and the data stay lazy.
 
     Returns
     -------
     xarray.Dataset
     """
-    try:
-        from hydroml.data.io import open_dataset
-    except ImportError:  # pragma: no cover - io.py is part of the package
-        open_dataset = None
-    if open_dataset is not None:
-        return open_dataset(path, chunks=None).load()
-    try:
-        with xr.open_dataset(path) as ds:
-            return ds.load()
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot open NetCDF file {str(path)!r}: {err}") from err
+    from hydroml.data.io import open_dataset
+
+    ds = open_dataset(path, chunks=chunks)
+    return ds.load() if chunks is None else ds
 
 
 def mask_sentinels(
@@ -142,14 +138,15 @@ def mask_sentinels(
                     pass
         if not sentinels:
             continue
-        values = var.values
         # compare in the variable's own precision, so float32 copies of -1.2345 match too
-        bad = np.isin(values, np.asarray(sentinels, dtype=values.dtype))
-        n = int(bad.sum())
-        if n:
+        bad = var.isin(np.asarray(sentinels, dtype=var.dtype))
+        if var.chunks is None:  # eager: count and skip when there is nothing to mask
+            n = int(bad.sum())
+            if not n:
+                continue
             log.info("%s: %d values equal to a missing-value sentinel %s set to NaN", name, n, sentinels)
-            out[name] = var.where(~bad)
-            out[name].attrs = dict(var.attrs)
+        out[name] = var.where(~bad)
+        out[name].attrs = dict(var.attrs)
         for attr in _NONSTANDARD_FILL_ATTRS:
             out[name].attrs.pop(attr, None)
     return out
@@ -284,6 +281,7 @@ def read_basin_netcdf(
     | Sequence[float]
     | Mapping[str, float | Sequence[float]]
     | None = DEFAULT_SENTINELS,
+    chunks: Any = None,
     **options,
 ) -> xr.Dataset:
     """Read per-basin time series from one or many NetCDF files.
@@ -304,6 +302,9 @@ def read_basin_netcdf(
         Keep only these data variables (error naming the missing ones, with those available).
     missing_values : float, sequence or mapping, optional
         Sentinels to mask as NaN (default ``(-1.2345, -9999.0)``; ``None`` or ``()`` for none).
+    chunks : dict, "auto" or None
+        ``None`` (default) reads the files into memory; dask chunks (e.g. ``{"time": 3650}``) keep them lazy,
+        for many or long files.
     **options
         Unknown options are an error.
 
@@ -328,7 +329,7 @@ def read_basin_netcdf(
         )
     parts = []
     for f in files:
-        ds = open_netcdf(f)
+        ds = open_netcdf(f, chunks=chunks)
         if variables is not None:
             missing = [v for v in variables if v not in ds.data_vars]
             if missing:
