@@ -1,0 +1,607 @@
+"""Checkpointing schedules under a memory budget: a dynamic programme over a chain of stages.
+
+A model is seen as a chain ``s_0 -> s_1 -> ... -> s_{n-1}`` of stages (layers of a CNN, chunks of time steps of
+an LSTM). For each stage :func:`hydroml.memory.profile` measures
+
+- ``saved_bytes`` :math:`a_i`: what the stage keeps for backward when it runs normally (its "store" cost);
+- ``input_bytes`` :math:`x_i`: the size of its input state (what a checkpoint at its start keeps);
+- ``forward_s`` :math:`f_i`: its forward time (what recomputing it costs).
+
+A :class:`Schedule` is a sequence of items, each either :class:`Store` (run stage ``i`` normally and keep its
+saved tensors) or :class:`Segment` (run stages ``[start, stop)`` without keeping anything but their input;
+during backward, re-run them following the segment's own inner schedule, which may again contain segments:
+multi-level, revolve-style nesting for budgets below what one level of checkpoints reaches).
+
+Cost model
+----------
+Walking the items forward, item ``t`` holds :math:`h_t = a_i` (store) or :math:`x_{start}` (segment) until its
+backward. Item ``t``'s backward runs while the items before it still hold their memory, so the peak of kept
+activation bytes is
+
+.. math::
+
+    P = \\max_t \\Big(\\sum_{u<t} h_u + c_t\\Big),\\qquad c_t = a_i \\text{ (store)},\\quad
+    c_t = x_{start} + P(\\text{inner}) \\text{ (segment)}
+
+and the recomputation is :math:`R = \\sum_{\\text{segments}} \\big(\\sum_{i\\in[start,stop)} f_i +
+R(\\text{inner})\\big)`. :func:`plan` minimises :math:`R` subject to :math:`P \\le` budget with the recurrence
+
+.. math::
+
+    C(i, j, m) = \\min\\Big( C(i+1, j, m - a_i)\\ [a_i \\le m],\\ \\min_{i<k<j} F(i,k) + C(i,k,m-x_i) +
+    C(k,j,m-x_i) \\Big)
+
+over segments ``[i, j)`` and memory ``m`` (discretised in ``slots`` steps, rounding costs up), the discrete
+dynamic programme of optimal checkpointing for heterogeneous chains (Beaumont et al. 2019, the rotor
+planner) restricted to nested segments; for homogeneous chains it reproduces revolve's binomial schedules
+(Griewank & Walther 2000). Storing a whole segment is the ``store`` branch taken repeatedly.
+
+The model is conservative: tensors shared between two holders (a checkpoint's input that the first stored
+stage of the segment also saves, a U-Net skip kept by several boundaries) are counted twice, so the measured
+peak is at most the predicted one. Gradients, parameters and optimiser state are not activations and are not
+in the budget.
+
+References
+----------
+Griewank, A. and Walther, A.: Algorithm 799: revolve, ACM TOMS 26(1), 19-45, 2000.
+Beaumont, O., Herrmann, J., Pallez, G. and Shilova, A.: Optimal memory-aware backpropagation of deep join
+networks / Optimal checkpointing for heterogeneous chains, Inria RR-9302, 2019 (rotor).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hydroml.exceptions import ConfigError
+
+__all__ = [
+    "StageCost",
+    "Store",
+    "Segment",
+    "Schedule",
+    "plan",
+    "sqrt_schedule",
+    "store_all",
+    "evaluate",
+    "parse_bytes",
+    "format_bytes",
+]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """Parse a memory size such as ``"1.5GB"``, ``"512 MiB"`` or ``2_000_000``.
+
+    Decimal units (``KB``, ``MB``, ``GB``, ``TB``, or ``K``, ``M``, ``G``, ``T``) are powers of 1000; binary units
+    (``KiB``, ``MiB``, ``GiB``, ``TiB``) powers of 1024. Case and spaces are ignored.
+
+    Parameters
+    ----------
+    value : str, int or float
+        The size; numbers are bytes.
+
+    Returns
+    -------
+    int
+        Bytes (rounded down).
+
+    Raises
+    ------
+    ConfigError
+        If the text is not a non-negative number with a known unit.
+
+    Examples
+    --------
+    >>> parse_bytes("1.5GB")
+    1500000000
+    >>> parse_bytes("2 GiB")
+    2147483648
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"memory size must be a number of bytes or a string like '1.5GB', got {value!r}")
+    if isinstance(value, int | float | np.integer | np.floating):
+        if not math.isfinite(float(value)) or value < 0:
+            raise ConfigError(f"memory size must be a non-negative number of bytes, got {value!r}")
+        return int(value)
+    text = str(value).strip().replace("_", "")
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ConfigError(
+            f"cannot read memory size {value!r}: expected a number and a unit among "
+            "B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), e.g. '1.5GB'"
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_bytes(n: float) -> str:
+    """Format a byte count with a binary unit, e.g. ``'1.50 GiB'``."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Measured (or estimated) costs of one stage of a chain.
+
+    Attributes
+    ----------
+    name : str
+        Stage name.
+    saved_bytes : int
+        Bytes the stage keeps for backward when run normally (deduplicated by storage, parameters excluded).
+    input_bytes : int
+        Bytes of the stage's input state (what a checkpoint at this stage keeps).
+    forward_s : float
+        Forward time in seconds (the recomputation cost).
+    steps : int
+        Time steps in the stage (time chains; 1 otherwise).
+    shared_prev_bytes : int
+        Part of ``saved_bytes`` also saved by the previous stage (a ReLU's output that the next layer saves
+        as its input): not paid twice when both are stored.
+    shared_input_bytes : int
+        Part of ``saved_bytes`` that is the stage's input: free when a checkpoint already keeps that input.
+    input_saved_prev_bytes : int
+        Part of ``input_bytes`` the previous stage saves: a checkpoint here costs that much less after a stored
+        stage.
+    """
+
+    name: str
+    saved_bytes: int
+    input_bytes: int
+    forward_s: float = 1.0
+    steps: int = 1
+    shared_prev_bytes: int = 0
+    shared_input_bytes: int = 0
+    input_saved_prev_bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "saved_bytes": int(self.saved_bytes),
+            "input_bytes": int(self.input_bytes),
+            "forward_s": float(self.forward_s),
+            "steps": int(self.steps),
+            "shared_prev_bytes": int(self.shared_prev_bytes),
+            "shared_input_bytes": int(self.shared_input_bytes),
+            "input_saved_prev_bytes": int(self.input_saved_prev_bytes),
+        }
+
+
+@dataclass(frozen=True)
+class Store:
+    """Run stage ``stage`` normally, keeping what it saves for backward."""
+
+    stage: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Checkpoint stages ``[start, stop)``: keep their input only; re-run them in backward following ``inner``."""
+
+    start: int
+    stop: int
+    inner: tuple = ()
+
+
+def _as_costs(costs: Any) -> list[StageCost]:
+    if hasattr(costs, "stages") and not callable(costs.stages):
+        costs = costs.stages
+    out = []
+    for k, c in enumerate(costs):
+        if isinstance(c, StageCost):
+            out.append(c)
+        elif isinstance(c, dict):
+            # Accept the models' ``stages()`` estimates (state_bytes / activation_bytes) as well as our names.
+            try:
+                saved = c.get("saved_bytes", c.get("activation_bytes"))
+                inp = c.get("input_bytes", c.get("state_bytes"))
+                if saved is None or inp is None:
+                    raise KeyError("saved_bytes/input_bytes")
+                out.append(
+                    StageCost(
+                        name=str(c.get("name", f"stage{k}")),
+                        saved_bytes=int(saved),
+                        input_bytes=int(inp),
+                        forward_s=float(c.get("forward_s", 1.0)),
+                        steps=int(c.get("steps", 1)),
+                    )
+                )
+            except KeyError as err:
+                raise ConfigError(
+                    f"stage cost {k} ({c!r}) needs 'saved_bytes' (or 'activation_bytes') and 'input_bytes' "
+                    "(or 'state_bytes')"
+                ) from err
+        else:
+            raise ConfigError(f"stage cost {k} must be a StageCost or a dict, got {type(c).__name__}")
+    if not out:
+        raise ConfigError("cannot plan an empty chain (no stages)")
+    return out
+
+
+_NONE, _PREV, _CKPT = (
+    0,
+    1,
+    2,
+)  # what holds the input of the next item: nothing known, a stored stage, a checkpoint
+
+
+def _store_cost(c: StageCost, p: int) -> int:
+    if p == _PREV:
+        return max(0, c.saved_bytes - c.shared_prev_bytes)
+    if p == _CKPT:
+        return max(0, c.saved_bytes - c.shared_input_bytes)
+    return c.saved_bytes
+
+
+def _ckpt_cost(c: StageCost, p: int) -> int:
+    if p == _PREV:
+        return max(0, c.input_bytes - c.input_saved_prev_bytes)
+    if p == _CKPT:
+        return 0  # the enclosing checkpoint keeps this very input
+    return c.input_bytes
+
+
+def evaluate(items: Sequence, costs: Sequence[StageCost], _p: int = _NONE) -> tuple[int, float]:
+    """Predicted peak of kept activation bytes and recomputation time of a schedule's items.
+
+    Parameters
+    ----------
+    items : sequence of Store / Segment
+        The schedule.
+    costs : sequence of StageCost
+        Costs of the stages.
+
+    Returns
+    -------
+    (int, float)
+        Peak bytes (without the persistent bytes) and recomputed forward seconds under the cost model of this
+        module.
+    """
+    held = 0
+    peak = 0
+    rec = 0.0
+    p = _p
+    for it in items:
+        if isinstance(it, Store):
+            a = _store_cost(costs[it.stage], p)
+            peak = max(peak, held + a)
+            held += a
+            p = _PREV
+        else:
+            x = _ckpt_cost(costs[it.start], p)
+            ipeak, irec = evaluate(it.inner, costs, _CKPT)
+            peak = max(peak, held + x + ipeak)
+            held += x
+            rec += sum(costs[i].forward_s for i in range(it.start, it.stop)) + irec
+            p = _NONE
+    return peak, rec
+
+
+@dataclass
+class Schedule:
+    """A checkpointing schedule over a chain of stages, with its predicted costs.
+
+    Attributes
+    ----------
+    items : tuple
+        :class:`Store` and :class:`Segment` items covering stages ``0..n-1`` in order.
+    costs : list of StageCost
+        The stage costs it was planned with.
+    budget_bytes : int or None
+        The budget it was planned for.
+    predicted_peak_bytes : int
+        Peak of kept activation bytes under the cost model.
+    recompute_s : float
+        Recomputed forward seconds per training step.
+    """
+
+    items: tuple
+    costs: list = field(repr=False)
+    budget_bytes: int | None = None
+    predicted_peak_bytes: int = 0
+    recompute_s: float = 0.0
+    persistent_bytes: int = 0
+
+    @classmethod
+    def from_items(
+        cls, items: Sequence, costs: Any, budget_bytes: int | None = None, persistent_bytes: int | None = None
+    ) -> Schedule:
+        if persistent_bytes is None:
+            persistent_bytes = int(getattr(costs, "persistent_bytes", 0) or 0)
+        costs = _as_costs(costs)
+        items = tuple(items)
+        _validate(items, 0, len(costs))
+        peak, rec = evaluate(items, costs)
+        return cls(items, costs, budget_bytes, int(peak) + persistent_bytes, float(rec), persistent_bytes)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.costs)
+
+    @property
+    def forward_s(self) -> float:
+        """Forward time of the whole chain (seconds)."""
+        return float(sum(c.forward_s for c in self.costs))
+
+    @property
+    def recompute_ratio(self) -> float:
+        """Recomputed forward time as a fraction of one forward pass (0 = no recomputation)."""
+        return self.recompute_s / self.forward_s if self.forward_s > 0 else 0.0
+
+    @property
+    def store_all_bytes(self) -> int:
+        """Kept activation bytes without checkpointing (predicted)."""
+        return (
+            int(evaluate([Store(i) for i in range(len(self.costs))], self.costs)[0]) + self.persistent_bytes
+        )
+
+    def describe(self) -> str:
+        """The schedule in a compact text form: ``S`` = stored stage, ``[a..b: ...]`` = checkpointed segment."""
+        return _describe(self.items, self.costs)
+
+    def to_time_items(self) -> list:
+        """The schedule in the time-chunk format of ``hydroml.models.lstm`` (``set_checkpoint_schedule``).
+
+        Items are ``{"store": n}`` (``n`` steps kept), ``int`` ``n`` (a recomputed chunk of ``n`` steps, kept
+        whole during its recomputation) or a nested list (a recomputed segment, chunked again).
+        """
+        return _time_items(self.items, self.costs)
+
+    def to_dict(self) -> dict:
+        return {
+            "schedule": self.describe(),
+            "budget_bytes": self.budget_bytes,
+            "predicted_peak_bytes": self.predicted_peak_bytes,
+            "store_all_bytes": self.store_all_bytes,
+            "persistent_bytes": self.persistent_bytes,
+            "recompute_s": self.recompute_s,
+            "forward_s": self.forward_s,
+            "recompute_ratio": self.recompute_ratio,
+        }
+
+    def summary(self) -> str:
+        """A few lines: budget, predicted peak, recomputation overhead, schedule."""
+        lines = [
+            f"stages: {self.n_stages}; without checkpointing: {format_bytes(self.store_all_bytes)} kept",
+            f"budget: {format_bytes(self.budget_bytes) if self.budget_bytes is not None else '-'}; "
+            f"predicted peak: {format_bytes(self.predicted_peak_bytes)}",
+            f"recomputation: {self.recompute_s * 1e3:.1f} ms per step "
+            f"({100 * self.recompute_ratio:.0f}% of one forward pass)",
+            f"schedule: {self.describe()}",
+        ]
+        return "\n".join(lines)
+
+
+def _validate(items: Sequence, start: int, stop: int) -> None:
+    pos = start
+    for it in items:
+        if isinstance(it, Store):
+            if it.stage != pos:
+                raise ConfigError(f"schedule stores stage {it.stage} where stage {pos} was expected")
+            pos += 1
+        elif isinstance(it, Segment):
+            if it.start != pos or it.stop <= it.start:
+                raise ConfigError(f"schedule segment [{it.start}, {it.stop}) where stage {pos} was expected")
+            _validate(it.inner, it.start, it.stop)
+            pos = it.stop
+        else:
+            raise ConfigError(f"schedule items are Store or Segment, got {type(it).__name__}")
+    if pos != stop:
+        raise ConfigError(f"schedule covers stages [{start}, {pos}) but the chain has [{start}, {stop})")
+
+
+def _describe(items: Sequence, costs: Sequence[StageCost]) -> str:
+    parts = []
+    run = []
+
+    def flush():
+        if run:
+            parts.append(f"S{run[0]}" if len(run) == 1 else f"S{run[0]}-{run[-1]}")
+            run.clear()
+
+    for it in items:
+        if isinstance(it, Store):
+            if run and run[-1] != it.stage - 1:
+                flush()
+            run.append(it.stage)
+        else:
+            flush()
+            inner = _describe(it.inner, costs)
+            if all(isinstance(i, Store) for i in it.inner):
+                parts.append(f"C{it.start}-{it.stop - 1}")
+            else:
+                parts.append(f"C{it.start}-{it.stop - 1}[{inner}]")
+    flush()
+    return " ".join(parts)
+
+
+def _time_items(items: Sequence, costs: Sequence[StageCost]) -> list:
+    out: list = []
+    for it in items:
+        if isinstance(it, Store):
+            n = costs[it.stage].steps
+            if out and isinstance(out[-1], dict):
+                out[-1] = {"store": out[-1]["store"] + n}
+            else:
+                out.append({"store": n})
+        elif all(isinstance(i, Store) for i in it.inner):
+            out.append(int(sum(costs[i].steps for i in range(it.start, it.stop))))
+        else:
+            out.append(_time_items(it.inner, costs))
+    return out
+
+
+def store_all(costs: Any) -> Schedule:
+    """The schedule without checkpointing (every stage stored)."""
+    pers = int(getattr(costs, "persistent_bytes", 0) or 0)
+    costs = _as_costs(costs)
+    return Schedule.from_items([Store(i) for i in range(len(costs))], costs, persistent_bytes=pers)
+
+
+def sqrt_schedule(costs: Any, segments: int | None = None) -> Schedule:
+    """The rule of thumb of ``torch.utils.checkpoint.checkpoint_sequential``: equal segments, all but the last
+    checkpointed (one level), the last run normally.
+
+    Parameters
+    ----------
+    costs : Profile, list of StageCost or dicts
+        The chain.
+    segments : int, optional
+        Number of segments; default ``round(sqrt(n))``.
+    """
+    pers = int(getattr(costs, "persistent_bytes", 0) or 0)
+    costs = _as_costs(costs)
+    n = len(costs)
+    segments = max(1, min(n, segments or int(round(math.sqrt(n)))))
+    size = math.ceil(n / segments)
+    items: list = []
+    bounds = list(range(0, n, size))
+    for b in bounds[:-1]:
+        e = min(n, b + size)
+        items.append(Segment(b, e, tuple(Store(i) for i in range(b, e))))
+    items.extend(Store(i) for i in range(bounds[-1], n))
+    return Schedule.from_items(items, costs, persistent_bytes=pers)
+
+
+def plan(
+    costs: Any, budget_bytes: int | str, *, slots: int = 400, persistent_bytes: int | None = None
+) -> Schedule:
+    """The schedule with the least recomputation whose predicted peak fits ``budget_bytes``.
+
+    Parameters
+    ----------
+    costs : Profile, list of StageCost, or list of dict
+        Stage costs, from :func:`hydroml.memory.profile` or a model's ``stages()`` estimates (dicts with
+        ``saved_bytes``/``activation_bytes``, ``input_bytes``/``state_bytes`` and optional ``forward_s``,
+        ``steps``).
+    budget_bytes : int or str
+        Budget for kept activations, e.g. ``"1.5GB"`` (see :func:`parse_bytes`).
+    slots : int
+        Memory discretisation of the dynamic programme (costs are rounded up to ``budget / slots``).
+    persistent_bytes : int, optional
+        Bytes kept whatever the schedule (tensors passed through stages: skip connections, the LSTM input);
+        default ``costs.persistent_bytes`` for a :class:`~hydroml.memory.profile.Profile`, else 0. They are
+        subtracted from the budget.
+
+    Returns
+    -------
+    Schedule
+        Every stage stored when that fits; otherwise the optimal nested checkpointing schedule of the model
+        in this module's docstring.
+
+    Raises
+    ------
+    ConfigError
+        If no schedule fits the budget.
+    """
+    pers = (
+        int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
+    )
+    costs = _as_costs(costs)
+    full_budget = parse_bytes(budget_bytes)
+    budget = full_budget - pers
+    n = len(costs)
+    total, _ = evaluate([Store(i) for i in range(n)], costs)
+    if total <= budget:
+        return Schedule.from_items([Store(i) for i in range(n)], costs, full_budget, pers)
+    if budget <= 0:
+        raise ConfigError(
+            f"memory budget {format_bytes(full_budget)} is below the {format_bytes(pers)} the chain keeps "
+            "whatever the schedule (inputs and tensors passed through stages, e.g. skip connections)"
+        )
+    unit = budget / slots
+    S = slots
+
+    def q(v: float) -> int:
+        return int(math.ceil(v / unit))
+
+    a = [[q(_store_cost(c, p)) for p in range(3)] for c in costs]
+    x = [[q(_ckpt_cost(c, p)) for p in range(3)] for c in costs]
+    f = np.array([c.forward_s for c in costs], dtype=float)
+    fcum = np.concatenate([[0.0], np.cumsum(f)])
+    inf = np.inf
+    ms = np.arange(S + 1)
+    # C[i, j, p][m]: least recomputation for stages [i, j) within m slots, the input held as told by p.
+    C: dict[tuple[int, int, int], np.ndarray] = {}
+    choice: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def shifted(arr: np.ndarray, sft: int) -> np.ndarray:
+        out = np.full(S + 1, inf)
+        if sft <= S:
+            out[sft:] = arr[: S + 1 - sft]
+        return out
+
+    for i in range(n):
+        for p in range(3):
+            C[i, i + 1, p] = np.where(ms >= a[i][p], 0.0, inf)
+            choice[i, i + 1, p] = np.full(S + 1, -1, dtype=np.int32)
+    for length in range(2, n + 1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            # checkpointed prefixes [i, k): cost excluding the input-holding term, shared by every p
+            seg = []
+            for k in range(i + 1, j):
+                seg.append((k, (fcum[k] - fcum[i]) + C[i, k, _CKPT], C[k, j, _NONE]))
+            for p in range(3):
+                best = shifted(C[i + 1, j, _PREV], a[i][p])
+                ch = np.full(S + 1, -1, dtype=np.int32)
+                xs = x[i][p]
+                for k, inner, rest in seg:
+                    cand = shifted(inner, xs) + shifted(rest, xs)
+                    better = cand < best - 1e-12
+                    if better.any():
+                        best = np.where(better, cand, best)
+                        ch = np.where(better, k, ch)
+                C[i, j, p] = best
+                choice[i, j, p] = ch
+    if not np.isfinite(C[0, n, _NONE][S]):
+        largest = max(c.saved_bytes for c in costs)
+        raise ConfigError(
+            f"no checkpointing schedule fits a budget of {format_bytes(full_budget)}: the largest stage alone "
+            f"keeps {format_bytes(largest)} during its backward and {format_bytes(pers)} are kept whatever the "
+            "schedule; raise memory_budget or cut the model into finer stages"
+        )
+
+    def build(i: int, j: int, m: int, p: int) -> list:
+        items: list = []
+        while i < j:
+            k = int(choice[i, j, p][m])
+            if k < 0:
+                items.append(Store(i))
+                m -= a[i][p]
+                i, p = i + 1, _PREV
+            else:
+                xs = x[i][p]
+                items.append(Segment(i, k, tuple(build(i, k, m - xs, _CKPT))))
+                m -= xs
+                i, p = k, _NONE
+        return items
+
+    items = build(0, n, S, _NONE)
+    return Schedule.from_items(items, costs, full_budget, pers)

@@ -1,0 +1,384 @@
+"""``unet``: a fully convolutional encoder-decoder for gridded (monthly evaporation) maps.
+
+Input ``batch["x"]`` ``[B, C, H, W]`` stacks the forcing channels and their lags and the static maps
+(``in_channels = n_forcings * n_lags + n_static``); output ``{"y_hat": [B, out_channels, H, W]}``, one value per
+cell.
+
+Architecture
+------------
+``depth`` down-sampling levels (2x2 max pooling), widths ``base_width * 2**level`` (capped by ``max_width``).
+Every level has a block of two ``kernel_size`` convolutions, each followed by a normalisation (``norm``) and a
+ReLU. The decoder up-samples with a 2x2 transposed convolution and joins the skip connection: the first
+decoder convolution is ``conv_a(up) + conv_b(skip)``, the same function as one convolution of the channel
+concatenation ``[up, skip]`` but without materialising the concatenated tensor (less memory kept for
+backward). A 1x1 convolution maps to ``out_channels``.
+
+With ``reversible=True`` the second convolution of every block becomes ``reversible_blocks`` additive coupling
+blocks (:mod:`hydroml.memory.reversible`, Hascoet et al. 2023) whose activations are reconstructed in backward
+instead of stored.
+
+Missing values and sizes
+------------------------
+NaN inputs are replaced by ``nan_fill`` (0, the mean of normalised inputs). ``H`` and ``W`` need not be
+multiples of the total stride ``2**depth``: the input is padded at the bottom and right (``padding_mode``) to
+the next multiple and the output cropped back. All convolutions pad with ``padding_mode`` (``"zeros"``,
+``"replicate"`` or ``"reflect"``; ``"circular"`` is refused: it is not local and cannot be tiled).
+
+Exact tiling
+------------
+:meth:`UNet.receptive_field` gives the radius ``R`` of input cells any output cell depends on (computed from
+the configuration by interval arithmetic through the layers, pooling and up-sampling included), the total
+stride ``S = 2**depth`` and the halo ``ceil(R / S) * S``. ``hydroml.memory.tiled_predict`` equals untiled
+inference (to float round-off) when every tile window starts on a multiple of ``S`` (pooling windows align),
+extends by the halo into the neighbours, and is clipped at the grid border instead of padded (so the
+model's own per-layer border padding acts where it does untiled). Consequences: ``norm="batch"`` is exact in
+``eval()`` mode only (in training mode it normalises with the statistics of each tile); ``norm="group"`` or
+``"instance"`` are never tile-exact (statistics over the whole map).
+
+Memory
+------
+:meth:`UNet.stages` lists the chain of stages (a convolution, a normalisation + activation, a reversible
+stack...), :meth:`UNet.memory_chain` the chain applied to a batch, and :meth:`UNet.set_memory_schedule` runs a
+schedule from ``hydroml.memory.plan``. ``checkpointing=True`` checkpoints every stage (only stage boundaries
+and skip connections are kept). Outputs are identical with and without checkpointing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hydroml.exceptions import ConfigError
+from hydroml.memory.checkpoint import Chain, run_chain
+from hydroml.memory.plan import Schedule, Segment, Store
+from hydroml.memory.reversible import AdditiveCoupling, ReversibleSequence
+from hydroml.models.registry import register_model
+
+__all__ = ["UNet", "ReceptiveField", "unet"]
+
+_PADDING_MODES = ("zeros", "replicate", "reflect")
+_NORMS = ("batch", "group", "instance", "none")
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of a fully convolutional model.
+
+    Attributes
+    ----------
+    radius : int
+        Largest distance (in cells) between an output cell and an input cell it depends on.
+    stride : int
+        Total stride of the down-sampling: tile origins must be multiples of it.
+    halo : int
+        Half-width of the halo a tile needs for exact results: ``radius`` rounded up to a multiple of ``stride``.
+    """
+
+    radius: int
+    stride: int
+    halo: int
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+class _NormAct(nn.Module):
+    def __init__(self, norm: str, channels: int) -> None:
+        super().__init__()
+        self.norm = _norm(norm, channels)
+        self.inplace = norm != "none"  # the norm's output is fresh: ReLU in place keeps one tensor, not two
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(h), inplace=self.inplace)
+
+
+class _Stage(nn.Module):
+    """One stage of the chain. State: ``(h, skip_0, ..., skip_{l-1})``."""
+
+    def __init__(self, kind: str, name: str, **mods: nn.Module) -> None:
+        super().__init__()
+        self.kind = kind
+        self.name = name
+        for k, m in mods.items():
+            setattr(self, k, m)
+
+    def forward(self, state: tuple) -> tuple:
+        h, *skips = state
+        if self.kind == "down":  # push the skip, pool, convolve
+            return (self.conv(F.max_pool2d(h, 2)), *skips, h)
+        if self.kind == "up":  # pop the skip, up-sample, convolve [up, skip] without concatenating
+            s = skips.pop()
+            return (self.conv_a(self.up(h)) + self.conv_b(s), *skips)
+        return (self.op(h), *skips)
+
+
+def _conv(cin: int, cout: int, k: int, padding_mode: str, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode=padding_mode, bias=bias)
+
+
+class UNet(nn.Module):
+    """Fully convolutional U-Net for gridded targets (see the module docstring).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels (forcings x lags + static maps).
+    out_channels : int
+        Output channels.
+    base_width : int
+        Channels at full resolution; doubled at each level.
+    depth : int
+        Number of 2x down-samplings (total stride ``2**depth``); 1 to 6 (4-5 for 0.25 degree grids).
+    kernel_size : int
+        Odd convolution size.
+    padding_mode : {"zeros", "replicate", "reflect"}
+        Border padding of convolutions and of the stride padding.
+    norm : {"batch", "group", "instance", "none"}
+        Normalisation after each convolution ("batch" and "none" are tile-exact, "batch" in eval mode).
+    reversible : bool
+        Use reversible coupling blocks for the second half of every block.
+    reversible_blocks : int
+        Coupling blocks per level when ``reversible``.
+    checkpointing : bool
+        Checkpoint every stage (outputs unchanged).
+    max_width : int, optional
+        Cap on the width of deep levels.
+    nan_fill : float
+        Value replacing NaN inputs.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 1,
+        base_width: int = 32,
+        depth: int = 4,
+        kernel_size: int = 3,
+        padding_mode: str = "zeros",
+        norm: str = "batch",
+        reversible: bool = False,
+        reversible_blocks: int = 1,
+        checkpointing: bool = False,
+        max_width: int | None = None,
+        nan_fill: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1 or base_width < 1:
+            raise ConfigError(
+                f"unet: in_channels, out_channels and base_width must be >= 1, got {in_channels}, "
+                f"{out_channels}, {base_width}"
+            )
+        if not 1 <= depth <= 6:
+            raise ConfigError(f"unet: depth must be between 1 and 6, got {depth}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"unet: kernel_size must be odd and positive, got {kernel_size}")
+        if padding_mode not in _PADDING_MODES:
+            raise ConfigError(
+                f"unet: padding_mode must be one of {', '.join(_PADDING_MODES)} (circular cannot be tiled), "
+                f"got {padding_mode!r}"
+            )
+        if norm not in _NORMS:
+            raise ConfigError(f"unet: norm must be one of {', '.join(_NORMS)}, got {norm!r}")
+        widths = [min(base_width * 2**lvl, max_width or 10**9) for lvl in range(depth + 1)]
+        if reversible and any(w % 2 for w in widths):
+            raise ConfigError(f"unet: reversible blocks need even widths, got {widths}")
+        if reversible and reversible_blocks < 1:
+            raise ConfigError(f"unet: reversible_blocks must be >= 1, got {reversible_blocks}")
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "base_width": base_width,
+            "depth": depth,
+            "kernel_size": kernel_size,
+            "padding_mode": padding_mode,
+            "norm": norm,
+            "reversible": reversible,
+            "reversible_blocks": reversible_blocks,
+            "checkpointing": checkpointing,
+            "max_width": max_width,
+            "nan_fill": nan_fill,
+        }
+        self.depth, self.kernel_size, self.padding_mode = depth, kernel_size, padding_mode
+        self.reversible, self.reversible_blocks, self.nan_fill = reversible, reversible_blocks, nan_fill
+        self.widths = widths
+        k, pm = kernel_size, padding_mode
+        bias = norm == "none"
+        stages: list[_Stage] = []
+
+        def second_half(w: int, tag: str) -> list[_Stage]:
+            if not reversible:
+                return [
+                    _Stage("op", f"{tag}.conv2", op=_conv(w, w, k, pm, bias)),
+                    _Stage("op", f"{tag}.act2", op=_NormAct(norm, w)),
+                ]
+            blocks = [
+                AdditiveCoupling(
+                    nn.Sequential(_conv(w // 2, w // 2, k, pm, bias), _NormAct(norm, w // 2)),
+                    nn.Sequential(_conv(w // 2, w // 2, k, pm, bias), _NormAct(norm, w // 2)),
+                )
+                for _ in range(reversible_blocks)
+            ]
+            return [_Stage("op", f"{tag}.rev", op=ReversibleSequence(blocks))]
+
+        for lvl in range(depth + 1):
+            w = widths[lvl]
+            tag = f"enc{lvl}"
+            if lvl == 0:
+                stages.append(_Stage("op", f"{tag}.conv1", op=_conv(in_channels, w, k, pm, bias)))
+            else:
+                stages.append(
+                    _Stage("down", f"{tag}.pool_conv1", conv=_conv(widths[lvl - 1], w, k, pm, bias))
+                )
+            stages.append(_Stage("op", f"{tag}.act1", op=_NormAct(norm, w)))
+            stages.extend(second_half(w, tag))
+        for lvl in range(depth - 1, -1, -1):
+            w = widths[lvl]
+            tag = f"dec{lvl}"
+            stages.append(
+                _Stage(
+                    "up",
+                    f"{tag}.up_conv1",
+                    up=nn.ConvTranspose2d(widths[lvl + 1], w, 2, stride=2),
+                    conv_a=_conv(w, w, k, pm, bias),
+                    conv_b=_conv(w, w, k, pm, False),
+                )
+            )
+            stages.append(_Stage("op", f"{tag}.act1", op=_NormAct(norm, w)))
+            stages.extend(second_half(w, tag))
+        stages.append(_Stage("op", "head", op=nn.Conv2d(widths[0], out_channels, 1)))
+        self.chain = nn.ModuleList(stages)
+        self._schedule: Schedule | list | None = None
+        self.set_memory_schedule(checkpointing)
+
+    # ------------------------------------------------------------------------------------------------------
+    @property
+    def stride(self) -> int:
+        """Total stride ``2**depth``."""
+        return 2**self.depth
+
+    def stages(self) -> list[nn.Module]:
+        """The chain of stages (``state -> state`` modules; state = ``(h, skip_0, ...)``) for the planner."""
+        return list(self.chain)
+
+    def set_memory_schedule(self, schedule: Schedule | bool | None) -> None:
+        """Run the stages under a checkpointing schedule.
+
+        Parameters
+        ----------
+        schedule : Schedule, bool or None
+            A plan from ``hydroml.memory.plan`` over :meth:`stages`; ``True`` checkpoints every stage;
+            ``False``/``None`` stores every activation.
+        """
+        n = len(self.chain)
+        if schedule is None or schedule is False:
+            self._schedule = None
+        elif schedule is True:
+            self._schedule = [Segment(i, i + 1, (Store(i),)) for i in range(n - 1)] + [Store(n - 1)]
+        elif isinstance(schedule, Schedule):
+            if schedule.n_stages != n:
+                raise ConfigError(f"unet: schedule has {schedule.n_stages} stages, the model has {n}")
+            self._schedule = schedule
+        else:
+            raise ConfigError(f"unet: schedule must be a Schedule or a bool, got {type(schedule).__name__}")
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether a checkpointing schedule is active."""
+        return self._schedule is not None
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.config["in_channels"]:
+            raise ValueError(
+                f"unet: batch['x'] must be [batch, {self.config['in_channels']}, H, W], got {tuple(x.shape)}"
+            )
+        x = torch.nan_to_num(x, nan=self.nan_fill)
+        H, W = x.shape[-2:]
+        s = self.stride
+        ph, pw = (-H) % s, (-W) % s
+        if ph or pw:
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            if mode == "reflect" and (ph >= H or pw >= W):
+                mode = "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x
+
+    def memory_chain(self, batch: dict) -> Chain:
+        """The model applied to ``batch`` as a chain of stages (see ``hydroml.memory.checkpoint.Chain``)."""
+        x = batch["x"] if isinstance(batch, dict) else batch
+        H, W = x.shape[-2:]
+        xp = self._prepare(x)
+
+        def finish(state: tuple) -> dict:
+            return {"y_hat": state[0][..., :H, :W]}
+
+        return Chain(list(self.chain), (xp,), finish, [s.name for s in self.chain])
+
+    def forward(self, batch: dict) -> dict:
+        """Predict every cell.
+
+        Parameters
+        ----------
+        batch : dict
+            ``"x"``: ``[B, in_channels, H, W]`` (NaN allowed).
+
+        Returns
+        -------
+        dict
+            ``"y_hat"``: ``[B, out_channels, H, W]``.
+        """
+        chain = self.memory_chain(batch)
+        return chain.output(run_chain(chain.stages, chain.input, self._schedule))
+
+    # ------------------------------------------------------------------------------------------------------
+    def _block_radius(self) -> int:
+        r = self.kernel_size // 2
+        return r * (1 + 2 * self.reversible_blocks) if self.reversible else 2 * r
+
+    def receptive_field(self) -> ReceptiveField:
+        """Radius, total stride and tiling halo, from the configuration (see the module docstring)."""
+        rb = self._block_radius()
+        depth = self.depth
+
+        def enc(lvl: int, a: int, b: int) -> tuple[int, int]:
+            a, b = a - rb, b + rb
+            if lvl == 0:
+                return a, b
+            return enc(lvl - 1, 2 * a, 2 * b + 1)
+
+        def dec(lvl: int, a: int, b: int) -> tuple[int, int]:
+            if lvl == depth:
+                return enc(depth, a, b)
+            a, b = a - rb, b + rb
+            lo1, hi1 = enc(lvl, a, b)
+            lo2, hi2 = dec(lvl + 1, a // 2, b // 2)
+            return min(lo1, lo2), max(hi1, hi2)
+
+        radius = 0
+        for p in range(self.stride):
+            lo, hi = dec(0, p, p)
+            radius = max(radius, p - lo, hi - p)
+        s = self.stride
+        return ReceptiveField(radius=radius, stride=s, halo=int(math.ceil(radius / s) * s))
+
+
+@register_model("unet")
+def unet(**config) -> UNet:
+    """Build a :class:`UNet` (``hydroml.models.create("unet", in_channels=12, ...)``)."""
+    import inspect
+
+    valid = set(inspect.signature(UNet.__init__).parameters) - {"self"}
+    unknown = set(config) - valid
+    if unknown:
+        raise ConfigError(f"unet: unknown config keys {sorted(unknown)}; valid keys: {sorted(valid)}")
+    return UNet(**config)
