@@ -327,6 +327,48 @@ def test_flowdir_weights_same_grid_and_finer_raster():
     assert basin_area_from_facc(facc, {"b": {"row": 3, "col": 0}}).item() == pytest.approx(7.0)
 
 
+def test_fine_latlon_raster_to_coarse_latlon_grid():
+    # 0.5 degree D8 raster under a 1 degree grid; the basin is the western half-degree column (flowing south)
+    fine = np.array([[4, 0, 0, 0], [4, 0, 0, 0], [4, 0, 0, 0], [4, 0, 0, 0]], dtype=float)
+    fd = xr.DataArray(
+        fine,
+        dims=("lat", "lon"),
+        coords={"lat": [61.75, 61.25, 60.75, 60.25], "lon": [10.25, 10.75, 11.25, 11.75]},
+    )
+    coarse = _grid([60.5, 61.5], [10.5, 11.5])
+    w = basin_weights(coarse, gauges={"b": {"row": 3, "col": 0}}, flowdir=fd)
+    fine_area = cell_area_km2(fd).values
+    coarse_area = cell_area_km2(coarse).values
+    expected = np.zeros((2, 2))
+    expected[1, 0] = (
+        fine_area[:2, 0].sum() / coarse_area[1, 0]
+    )  # lat 61..62 (north row of a lat-ascending grid)
+    expected[0, 0] = fine_area[2:, 0].sum() / coarse_area[0, 0]
+    np.testing.assert_allclose(w.to_dataarray().sel(basin="b").values, expected, rtol=1e-12)
+    assert expected[0, 0] == pytest.approx(0.5, abs=1e-3) and expected[0, 0] != 0.5
+    assert w.area_km2.item() == pytest.approx(fine_area[:, 0].sum(), rel=1e-12)
+    # the same grid given in 0..360 longitudes (here identical) and a raster in -180..180 west of Greenwich
+    fdw = fd.assign_coords(lon=fd.lon - 20.0)
+    cw = _grid([60.5, 61.5], [350.5, 351.5])
+    ww = basin_weights(cw, gauges={"b": {"row": 3, "col": 0}}, flowdir=fdw)
+    np.testing.assert_allclose(ww.to_dataarray().sel(basin="b").values, expected, rtol=1e-9)
+
+
+def test_geojson_on_curvilinear_grid_matches_projected(shared_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = open_mhm_grid(shared_data / "moselle_mhm/input/meteo/pre/pre.nc")
+    poly = shapely.box(6.0, 48.5, 6.6, 49.1)  # lon/lat box over the middle of the domain
+    proj = basin_weights(g, geojson=poly)  # EPSG:3035 cells, polygon projected
+    curvi = basin_weights(xr.Dataset(coords={"lat": g.lat, "lon": g.lon}), geojson=poly, grid_dims=("y", "x"))
+    np.testing.assert_allclose(curvi.to_dataarray().values, proj.to_dataarray().values, atol=0.02)
+    from pyproj import Geod
+
+    true = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.segmentize(poly, 0.01))[0]) / 1e6
+    assert proj.area_km2.item() == pytest.approx(true, rel=2e-3)
+    assert curvi.area_km2.item() == pytest.approx(true, rel=1e-2)
+
+
 def test_moselle_gauge_398(shared_data):
     root = shared_data / "moselle_mhm"
     morph = open_mhm_morph(root)
