@@ -46,6 +46,34 @@ from hydroml.evaluation.metrics import (
     rmse,
     spearman_r,
 )
+from hydroml.evaluation.probabilistic import crps_ensemble, interval_coverage, interval_width
+from hydroml.evaluation.signatures import (
+    SIGNATURES,
+    baseflow_index,
+    compute_signatures,
+    hfd_mean,
+    high_q_dur,
+    high_q_freq,
+    low_q_dur,
+    low_q_freq,
+    q5,
+    q95,
+    q_mean,
+    runoff_ratio,
+    signature_errors,
+    slope_fdc,
+    stream_elas,
+    zero_q_freq,
+)
+from hydroml.evaluation.skill import (
+    REFERENCES,
+    benchmark_efficiency,
+    benchmark_skill,
+    climatology,
+    mean_flow,
+    persistence,
+    skill_score,
+)
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -75,4 +103,33 @@ __all__ = [
     "r_squared",
     "rmse",
     "spearman_r",
+    # probabilistic
+    "crps_ensemble",
+    "interval_coverage",
+    "interval_width",
+    # signatures
+    "SIGNATURES",
+    "baseflow_index",
+    "hfd_mean",
+    "high_q_dur",
+    "high_q_freq",
+    "low_q_dur",
+    "low_q_freq",
+    "q5",
+    "q95",
+    "q_mean",
+    "runoff_ratio",
+    "signature_errors",
+    "compute_signatures",
+    "slope_fdc",
+    "stream_elas",
+    "zero_q_freq",
+    # skill
+    "REFERENCES",
+    "benchmark_efficiency",
+    "benchmark_skill",
+    "climatology",
+    "mean_flow",
+    "persistence",
+    "skill_score",
 ]
