@@ -411,6 +411,11 @@ def test_moselle_gauge_398(shared_data):
     assert frac.max() == 1.0 and (frac == 1.0).sum() == 7
     # the cells the basin touches are exactly the 34 cells of mHM's own domain mask
     np.testing.assert_array_equal(frac > 0, np.isfinite(mask.values))
+    # the same grid known only by its 2-D lat/lon (no crs): nearest-centre location, ellipsoidal cell areas
+    bare = xr.Dataset(coords={"lat": pre.lat, "lon": pre.lon})
+    wb = basin_weights(bare, gauges=morph.idgauges, flowdir=morph.fdir, grid_dims=("y", "x"))
+    np.testing.assert_allclose(wb.to_dataarray().values, w.to_dataarray().values, atol=1e-4)
+    assert wb.area_km2.sel(basin="398").item() == pytest.approx(11_636.25, rel=1e-9)
     q = w.aggregate(pre).pre.sel(basin="398")
     assert 700 < float(q.mean()) * 365.25 < 1100  # mm/year of precipitation over the Moselle
 
