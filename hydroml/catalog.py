@@ -103,10 +103,9 @@ def builtin_catalog_dir() -> Path:
     import importlib.resources
 
     try:
-        files = importlib.resources.files("hydroml._catalog")
-        path = Path(str(files))
-        if (path / "variables.yaml").is_file():
-            return path
+        marker = importlib.resources.files("hydroml._catalog").joinpath("variables.yaml")
+        if marker.is_file():  # also for a namespace package (no __init__.py), whose files() is multiplexed
+            return Path(str(marker)).parent
     except (ModuleNotFoundError, TypeError, ValueError):
         pass
     repo = Path(__file__).resolve().parent.parent / "data_catalog"

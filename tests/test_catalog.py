@@ -68,6 +68,24 @@ def test_builtin_catalog_is_found_and_complete():
     assert names == yaml_files
 
 
+def test_builtin_catalog_through_importlib_resources(tmp_path, monkeypatch):
+    # an installed wheel ships data_catalog/ as the namespace package hydroml._catalog
+    import importlib.resources
+
+    pkg = tmp_path / "fakepkg" / "_catalog"
+    pkg.mkdir(parents=True)
+    (tmp_path / "fakepkg" / "__init__.py").write_text("")
+    (pkg / "variables.yaml").write_text((REPO / "data_catalog/variables.yaml").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = importlib.resources.files
+    monkeypatch.setattr(
+        importlib.resources,
+        "files",
+        lambda name: real("fakepkg._catalog" if name == "hydroml._catalog" else name),
+    )
+    assert catalog.builtin_catalog_dir() == pkg
+
+
 def test_every_entry_is_complete_and_its_reader_exists():
     from hydroml.data.readers import list_readers
 

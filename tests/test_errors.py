@@ -89,6 +89,14 @@ def test_overlapping_files_that_disagree(tmp_path):
         r"but with different values \(12.0 vs 1000.0\); 2 overlapping time step\(s\)",
     ):
         open_dataset(tmp_path / "part*.nc")
+    # a variable repeated in a file that also holds others is checked too
+    both = xr.open_dataset(tmp_path / "part2.nc").load()
+    both["tas"] = both["pr"] * 0 + 1.0
+    both.to_netcdf(tmp_path / "both.nc")
+    with pytest.raises(
+        DataError, match=r"overlapping files disagree: variable\(s\) \['pr'\] appear in several"
+    ):
+        open_dataset([tmp_path / "part1.nc", tmp_path / "both.nc"])
 
 
 def test_grids_that_do_not_match(tmp_path):

@@ -551,11 +551,26 @@ def open_dataset(
         out = combined[0][1]
     else:
         ref_path, ref = combined[0]
+        grid = _grid_signature(ref)
+        parts = [ref]
         for path, ds in combined[1:]:
             _check_same_grid(ref, ds, ref_path.name, path.name)
-        out = xr.merge(
-            [d for _, d in combined], join="outer", compat="override", combine_attrs="drop_conflicts"
-        )
+            parts.append(ds.assign_coords({k: v for k, v in grid.items() if k in ds.coords}))
+        names = [set(map(str, d.data_vars)) for d in parts]
+        shared = set().union(*[a & b for i, a in enumerate(names) for b in names[i + 1 :]])
+        try:
+            out = xr.merge(
+                parts,
+                join="outer",
+                compat="no_conflicts" if shared else "override",
+                combine_attrs="drop_conflicts",
+            )
+        except xr.MergeError as err:
+            raise DataError(
+                f"overlapping files disagree: variable(s) {sorted(shared)} appear in several files with "
+                f"different values on common time steps ({', '.join(p.name for p, _ in combined)}): "
+                f"{str(err).splitlines()[0][:200]}"
+            ) from None
     if sentinels is not None or any(
         k in v.attrs for v in out.data_vars.values() for k in ("fill_value", "FillValue")
     ):
