@@ -11,7 +11,7 @@ import xarray as xr
 
 from hydroml.data.readers import get_reader, list_readers
 from hydroml.data.readers.basin_netcdf import read_basin_netcdf
-from hydroml.data.readers.camels import read_camels_us, read_streamflow_file
+from hydroml.data.readers.camels import read_camels_us, read_forcing_file, read_streamflow_file
 from hydroml.data.readers.caravan import read_caravan
 from hydroml.data.readers.fluxnet import read_fluxnet_csv
 from hydroml.data.readers.mhm import open_mhm_grid, open_mhm_morph, read_esri_ascii, read_mhm_gauge
@@ -110,6 +110,14 @@ def test_camels_options_and_errors(shared_data, tmp_path):
         read_camels_us(root, attributes=["not_an_attribute"])
     with pytest.raises(DataError, match="unknown reader options"):
         read_camels_us(root, forcings="daymet")
+    # a forcing file without its 3 header lines, and one with a repeated day, are refused by name
+    lines = (root / "basin_mean_forcing/daymet/01547700_lump_cida_forcing_leap.txt").read_text().splitlines()
+    (tmp_path / "noheader_lump_cida_forcing_leap.txt").write_text("\n".join(lines[3:]) + "\n")
+    with pytest.raises(DataError, match="noheader.*3 header lines"):
+        read_forcing_file(tmp_path / "noheader_lump_cida_forcing_leap.txt")
+    (tmp_path / "dup_lump_cida_forcing_leap.txt").write_text("\n".join(lines[:10] + lines[9:]) + "\n")
+    with pytest.raises(DataError, match="dup_lump.*duplicated dates, first 2000-01-06"):
+        read_forcing_file(tmp_path / "dup_lump_cida_forcing_leap.txt")
     # -999 marks missing discharge
     src = (root / "usgs_streamflow/01547700_streamflow_qc.txt").read_text().splitlines()
     src[2] = "01547700 2000 01 03  -999.00 M"
