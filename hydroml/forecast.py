@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,10 @@ class ForecastModel:
     source : str
         Where the weights came from (run directory or ``hydroml.zoo:<name>``).
     lags : int
-        Gridded models: number of previous time steps stacked as extra channels per input.
+        Gridded models: time steps per input channel, the current one and ``lags - 1`` previous ones
+        (as :class:`hydroml.datasets.GridDataset`; channels are variable-major, then static maps).
+    valid_mask : str, optional
+        Gridded models: a static map (non-zero = valid, e.g. ``"land_mask"``); other cells are NaN.
     """
 
     model: torch.nn.Module
@@ -120,7 +124,8 @@ class ForecastModel:
     model_id: str = ""
     model_version: str = ""
     source: str = ""
-    lags: int = 0
+    lags: int = 1
+    valid_mask: str | None = None
 
     @property
     def gridded(self) -> bool:
@@ -198,7 +203,7 @@ def from_config(
     static = _cfg_get(cfg, "data.static_inputs", "static_inputs", "data.static", default=[])
     targets = _cfg_get(cfg, "data.targets", "targets", "target_variables", default=[])
     seq_len = _cfg_get(cfg, "data.seq_len", "seq_len", "model.seq_len", default=365)
-    lags = _cfg_get(cfg, "data.lags", "lags", default=0)
+    lags = _cfg_get(cfg, "data.lags", "lags", default=1)
     if not inputs or not targets:
         raise ConfigError(
             f"config of {model_id or 'the model'} names no inputs or no targets "
@@ -214,11 +219,10 @@ def from_config(
         seq_len=int(seq_len),
         config=cfg,
         model_id=model_id,
-        model_version=model_id.rsplit("_", 2)[-2] + "_" + model_id.rsplit("_", 1)[-1]
-        if model_id.count("_") >= 2
-        else "",
+        model_version=m.group(1) if (m := re.search(r"_(\d{8}_\d{6})$", model_id)) else "",
         source=source,
-        lags=int(lags or 0),
+        lags=int(lags or 1),
+        valid_mask=_cfg_get(cfg, "data.valid_mask", "valid_mask"),
     )
 
 
@@ -266,41 +270,65 @@ def _resolve_model(run_or_model: Any) -> ForecastModel:
 # --------------------------------------------------------------------------------------------------------------
 # Normalisation
 # --------------------------------------------------------------------------------------------------------------
-def _stats(normaliser: Any, name: str) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """(centre, scale) of one variable, from a Normaliser or a ``{name: (mean, std)}`` mapping."""
-    if isinstance(normaliser, Mapping):
-        if name not in normaliser:
-            raise DataError(f"normaliser has no statistics for {name!r}; it knows {sorted(normaliser)}")
-        mean, std = normaliser[name]
-        return mean, std
-    for attr in ("stats", "statistics"):
-        table = getattr(normaliser, attr, None)
-        if callable(table):
-            table = table()
-        if isinstance(table, Mapping) and name in table:
-            entry = table[name]
+class _Scaler:
+    """A uniform view of a fitted normaliser: ``(f(x) - mean) / std``, ``f(x) = log(x + eps)`` or ``x``.
+
+    Accepts a :class:`hydroml.datasets.Normaliser` (or any object with ``to_dict()`` returning
+    ``{"variables": {name: {"mean": m, "std": s}}, "log_transform": [...]}``), that dict itself, an object with a
+    ``stats`` mapping ``{name: (mean, std)}``, or a plain mapping ``{name: (mean, std)}``.
+    """
+
+    def __init__(self, normaliser: Any) -> None:
+        raw: Any = normaliser
+        if not isinstance(raw, Mapping) and hasattr(raw, "to_dict"):
+            raw = raw.to_dict()
+        log_vars: Sequence[str] = ()
+        if isinstance(raw, Mapping) and isinstance(raw.get("variables"), Mapping):
+            log_vars = raw.get("log_transform") or ()
+            raw = raw["variables"]
+        elif not isinstance(raw, Mapping) and isinstance(getattr(raw, "stats", None), Mapping):
+            log_vars = getattr(raw, "log_vars", ()) or ()
+            raw = raw.stats
+        if not isinstance(raw, Mapping):
+            raise DataError(f"cannot read normalisation statistics from a {type(normaliser).__name__}")
+        self.stats: dict[str, tuple[float, float]] = {}
+        self.log_eps: dict[str, float] = {str(n): 1.0 for n in log_vars}  # log(x + eps); eps 1 = log1p
+        for name, entry in raw.items():
             if isinstance(entry, Mapping):
-                return entry.get("mean", entry.get("centre", entry.get("center"))), entry.get(
-                    "std", entry.get("scale")
-                )
-            return entry[0], entry[1]
-    means = getattr(normaliser, "mean", None)
-    stds = getattr(normaliser, "std", None)
-    if isinstance(means, Mapping) and isinstance(stds, Mapping) and name in means:
-        return means[name], stds[name]
-    if hasattr(normaliser, "to_dict"):
-        return _stats(normaliser.to_dict(), name)
-    raise DataError(f"normaliser {type(normaliser).__name__} has no statistics for {name!r}")
+                mean, std = entry.get("mean", entry.get("centre")), entry.get("std", entry.get("scale"))
+                if entry.get("log"):
+                    self.log_eps[str(name)] = float(entry.get("eps", 1.0))
+            else:
+                mean, std = entry
+            std = float(np.asarray(std))
+            self.stats[str(name)] = (float(np.asarray(mean)), std if std > 0 else 1.0)
 
+    def arrays(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        missing = [n for n in names if n not in self.stats]
+        if missing:
+            raise DataError(f"normaliser has no statistics for {missing}; it knows {sorted(self.stats)}")
+        mean = np.asarray([self.stats[n][0] for n in names], dtype=np.float32)
+        std = np.asarray([self.stats[n][1] for n in names], dtype=np.float32)
+        return mean, std
 
-def _stat_array(normaliser: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    means, stds = [], []
-    for n in names:
-        m, s = _stats(normaliser, n)
-        means.append(float(np.asarray(m)))
-        s = float(np.asarray(s))
-        stds.append(s if s > 0 else 1.0)
-    return np.asarray(means, dtype=np.float32), np.asarray(stds, dtype=np.float32)
+    def transform(self, names: Sequence[str], x: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Normalise ``x`` whose ``axis`` runs over ``names``."""
+        mean, std = self.arrays(names)
+        x = np.moveaxis(np.asarray(x, dtype=np.float32), axis, -1)
+        for k, n in enumerate(names):
+            if n in self.log_eps:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    x[..., k] = np.log(x[..., k] + self.log_eps[n])
+        return np.moveaxis((x - mean) / std, -1, axis).astype(np.float32)
+
+    def inverse(self, names: Sequence[str], y: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Back to physical units; ``axis`` runs over ``names``."""
+        mean, std = self.arrays(names)
+        y = np.moveaxis(y, axis, -1) * std + mean
+        for k, n in enumerate(names):
+            if n in self.log_eps:
+                y[..., k] = np.exp(y[..., k]) - self.log_eps[n]
+        return np.moveaxis(y, -1, axis).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -377,15 +405,14 @@ def _basin_arrays(
     ds: xr.Dataset, fm: ForecastModel, i0: int, i1: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Normalised dynamic inputs ``[basin, time, F]`` for steps ``i0:i1`` and static inputs ``[basin, S]``."""
-    mean, std = _stat_array(fm.normaliser, fm.inputs)
+    scaler = _Scaler(fm.normaliser)
     sub = ds[fm.inputs].isel(time=slice(i0, i1))
-    x = np.stack([sub[v].transpose("basin", "time").values for v in fm.inputs], axis=-1).astype(np.float32)
-    x = (x - mean) / std
+    x = np.stack([sub[v].transpose("basin", "time").values for v in fm.inputs], axis=-1)
+    x = scaler.transform(fm.inputs, x)
     xs = None
     if fm.static_inputs:
-        smean, sstd = _stat_array(fm.normaliser, fm.static_inputs)
-        xs = np.stack([ds[v].transpose("basin").values for v in fm.static_inputs], axis=-1).astype(np.float32)
-        xs = (xs - smean) / sstd
+        xs = np.stack([ds[v].transpose("basin").values for v in fm.static_inputs], axis=-1)
+        xs = scaler.transform(fm.static_inputs, xs)
     return x, xs
 
 
@@ -501,15 +528,16 @@ def _gridded(
 ) -> np.ndarray:
     """Predict every cell of every step ``i_start:i_end``; returns ``[time, target, H, W]``."""
     ydim, xdim = _grid_dims(ds, fm.inputs[0])
-    mean, std = _stat_array(fm.normaliser, fm.inputs)
-    dyn = np.stack([ds[v].transpose("time", ydim, xdim).values for v in fm.inputs], axis=1).astype(np.float32)
-    dyn = (dyn - mean[None, :, None, None]) / std[None, :, None, None]  # [time, C, H, W]
+    scaler = _Scaler(fm.normaliser)
+    dyn = np.stack([ds[v].transpose("time", ydim, xdim).values for v in fm.inputs], axis=1)
+    dyn = scaler.transform(fm.inputs, dyn, axis=1)  # [time, C, H, W]
     static = None
     if fm.static_inputs:
-        smean, sstd = _stat_array(fm.normaliser, fm.static_inputs)
         static = np.stack([ds[v].transpose(ydim, xdim).values for v in fm.static_inputs], axis=0)
-        static = ((static - smean[:, None, None]) / sstd[:, None, None]).astype(np.float32)
+        static = scaler.transform(fm.static_inputs, static, axis=0)
     mask = np.isfinite(dyn).all(axis=1)  # [time, H, W]
+    if fm.valid_mask is not None:
+        mask &= np.asarray(ds[fm.valid_mask].transpose(ydim, xdim).values != 0)[None]
     dyn = np.nan_to_num(dyn)
     if static is not None:
         mask &= np.isfinite(static).all(axis=0)[None]
@@ -519,14 +547,15 @@ def _gridded(
     steps = range(i_start, i_end, batch_size)
     for s in tqdm(steps, progress=progress, desc="forecast (grid)", total=len(steps)):
         idx = np.arange(s, min(s + batch_size, i_end))
-        chans = [dyn[idx - lag] for lag in range(fm.lags + 1)]  # lag 0 first, then t-1, t-2...
-        x = np.concatenate(chans, axis=1)
+        # channels as GridDataset: for each input, steps t, t-1, ..., t-lags+1; then the static maps
+        x = np.stack([dyn[idx - lag] for lag in range(fm.lags)], axis=2)  # [B, C, L, H, W]
+        x = x.reshape(len(idx), -1, h, w)
         if static is not None:
             x = np.concatenate([x, np.broadcast_to(static, (len(idx), *static.shape))], axis=1)
         y_hat = fm.model({"x": torch.from_numpy(np.ascontiguousarray(x)).to(device)})["y_hat"]
         y_hat = y_hat.float().cpu().numpy()
         m = mask[idx]
-        for lag in range(1, fm.lags + 1):
+        for lag in range(1, fm.lags):
             m = m & mask[idx - lag]
         y_hat = np.where(m[:, None], y_hat, np.nan)
         out[idx - i_start] = y_hat
@@ -599,15 +628,16 @@ def forecast(
     _check_vars(ds, fm.inputs, "dynamic inputs")
     _check_vars(ds, fm.static_inputs, "static inputs")
     times = _time_index(ds)
-    tmean, tstd = _stat_array(fm.normaliser, fm.targets)
+    scaler = _Scaler(fm.normaliser)
+    scaler.arrays(fm.targets)  # fail early if the targets have no statistics
     model = fm.model.to(device)
     was_training = model.training
     model.eval()
     try:
         if fm.gridded:
-            _, i_start, i_end = _period(times, start, end, fm.lags, "a gridded forecast with lags")
+            _, i_start, i_end = _period(times, start, end, fm.lags - 1, "a gridded forecast with lags")
             y = _gridded(fm, ds, i_start, i_end, batch_size, device, progress)
-            y = y * tstd[None, :, None, None] + tmean[None, :, None, None]
+            y = scaler.inverse(fm.targets, y, axis=1)
             ydim, xdim = _grid_dims(ds, fm.inputs[0])
             coords = {"time": ds["time"].values[i_start:i_end]}
             for dim in (ydim, xdim):
@@ -632,7 +662,7 @@ def forecast(
                 history = fm.seq_len if warmup is None else int(warmup)
                 i0, i_start, i_end = _period(times, start, end, history, "a stateful forecast (warm-up)")
                 y = _stateful(fm, ds, i0, i_start, i_end, chunk_size, batch_size, device, progress)
-            y = y * tstd + tmean
+            y = scaler.inverse(fm.targets, y)
             out = xr.Dataset(
                 {t: (("basin", "time"), y[..., k]) for k, t in enumerate(fm.targets)},
                 coords={"basin": ds["basin"].values, "time": ds["time"].values[i_start:i_end]},

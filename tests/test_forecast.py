@@ -184,7 +184,7 @@ def test_gridded_forecast_predicts_every_cell_with_lags():
         static_inputs=["elev"],
         targets=["evspsbl"],
         normaliser={"pr": (60.0, 40.0), "elev": (300.0, 100.0), "evspsbl": (0.0, 1.0)},
-        lags=1,
+        lags=2,
     )
     pred = forecast(fm, ds, "1990-03-01", "1991-12-01", batch_size=5)
     assert pred["evspsbl"].dims == ("time", "lat", "lon") and pred.sizes["time"] == 22
