@@ -46,6 +46,15 @@ def test_cell_area_regular_grid_matches_the_ellipsoid():
 
     geod = abs(Geod(ellps="WGS84").geometry_area_perimeter(shapely.box(20, 10, 21, 11))[0]) / 1e6
     assert a[0, 0] == pytest.approx(geod, rel=1e-4)
+    # CF cell bounds win over midpoints (irregular rows: 0..0.5 and 0.5..1.5 degrees)
+    gb = xr.Dataset(
+        {"lat_bnds": (("lat", "nv"), [[0.0, 0.5], [0.5, 1.5]])},
+        coords={"lat": ("lat", [0.25, 1.0], {"bounds": "lat_bnds"}), "lon": [0.5, 1.5]},
+    )
+    sb = sin_authalic_latitude(np.array([0.0, 0.5, 1.5]))
+    np.testing.assert_allclose(
+        cell_area_km2(gb).values[:, 0], EARTH_RADIUS_KM**2 * np.deg2rad(1.0) * np.diff(sb)
+    )
     # latitude descending gives the same areas
     np.testing.assert_allclose(cell_area_km2(g.isel(lat=slice(None, None, -1))).values, a[::-1])
 
