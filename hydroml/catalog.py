@@ -526,6 +526,7 @@ def open(  # noqa: A001 - the catalog's verb
     product: str | None = None,
     *,
     convert: bool = True,
+    period: slice | tuple | None = None,
     catalog_path: str | os.PathLike | Sequence | None = None,
     **kwargs: Any,
 ):
@@ -541,6 +542,9 @@ def open(  # noqa: A001 - the catalog's verb
         Part of a multi-part dataset (e.g. ``"streamflow"``); default the entry's ``default_product``.
     convert : bool
         Apply the entry's variable mapping (canonical names and units). False returns the reader's output.
+    period : (start, end) or slice, optional
+        Keep only this period (inclusive), whatever the reader; an empty selection raises
+        :class:`~hydroml.exceptions.DataError` naming the period the data cover.
     catalog_path : path or list of paths, optional
         Extra catalog folders (default ``HYDROML_CATALOG_PATH``).
     **kwargs
@@ -566,10 +570,10 @@ def open(  # noqa: A001 - the catalog's verb
     'mm/day'
     """
     entry = get(name, catalog_path)
-    return _open_entry(entry, root=root, product=product, convert=convert, **kwargs)
+    return _open_entry(entry, root=root, product=product, convert=convert, period=period, **kwargs)
 
 
-def _open_entry(entry: Entry, root=None, product=None, convert: bool = True, **kwargs: Any):
+def _open_entry(entry: Entry, root=None, product=None, convert: bool = True, period=None, **kwargs: Any):
     from hydroml.data.readers import get_reader
 
     spec = entry.resolve(product)
@@ -583,6 +587,10 @@ def _open_entry(entry: Entry, root=None, product=None, convert: bool = True, **k
     label = entry.name + (f"[{spec['product']}]" if spec["product"] else "")
     log.info("opening %s with reader %r from %s", label, spec["reader"], path)
     ds = reader(path, **options)
+    if period is not None:
+        from hydroml.data.io import select_time
+
+        ds = select_time(ds, period, source=label)
     if convert and (spec["variables"] or spec["passthrough"]):
         from hydroml.data.variables import to_canonical
 

@@ -261,6 +261,16 @@ def test_open_shared_data_entry(shared_data, name, product):
     _check_shared(name, product, ds)
 
 
+def test_open_a_period(shared_data):
+    from hydroml.exceptions import DataError
+
+    ds = catalog.open("knmi_debilt", root=shared_data, period=("1990-01-01", "1990-12-31"))
+    assert ds.sizes["time"] == 365 and str(ds.time.values[0])[:10] == "1990-01-01"
+    with pytest.raises(DataError, match=r"knmi_debilt: empty period: requested 2050-01-01..2051-01-01, but the data "
+                       r"cover 1980-01-01..2019-12-31"):  # fmt: skip
+        catalog.open("knmi_debilt", root=shared_data, period=("2050-01-01", "2051-01-01"))
+
+
 def test_every_shared_entry_and_product_is_tested():
     tested = set(SHARED_ENTRIES)
     for name in ("camels_us_4basins", "moselle_mhm", "canada_salmon_river", "canada_matapedia", "era5_cities",

@@ -217,3 +217,18 @@ def test_era5_cities_units_untouched_by_io(shared_data):
     assert ds.pr.attrs["units"] == "kg m-2 s-1"
     assert ds.lat.dims == ("location",) and "lat" in ds.coords
     assert ds.sizes == {"location": 5, "time": 1461}
+
+
+def test_hydroml_data_imports_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hydroml.data, hydroml.catalog; "
+        "print('xarray' in sys.modules); "
+        "from hydroml.data import open_dataset, to_canonical, to_monthly; print(open_dataset.__module__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "hydroml.data.io"]
