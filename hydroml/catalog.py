@@ -359,9 +359,9 @@ def _validate_part(spec: Mapping, where: str) -> None:
         _check_type(spec["reader_options"], dict, "reader_options", where, "a mapping")
     if spec.get("variables") is not None:
         _check_type(spec["variables"], dict, "variables", where, "a mapping")
-        from hydroml.data.variables import _normalise_mapping
+        from hydroml.data.variables import validate_mapping
 
-        _normalise_mapping(spec["variables"], where)
+        validate_mapping(spec["variables"], where)
     pt = spec.get("passthrough")
     if pt is not None and pt != "*" and not (isinstance(pt, list) and all(isinstance(p, str) for p in pt)):
         raise CatalogError(f"{where}: key 'passthrough' must be a list of names or '*', found {pt!r}")

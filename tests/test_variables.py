@@ -312,3 +312,12 @@ def test_fluxnet_monthly_totals(shared_data):
     assert ds.sizes["station"] == 64
     vals = ds.evspsbl.values[np.isfinite(ds.evspsbl.values)]
     assert 0 < np.median(vals) < 150
+
+
+@pytest.mark.parametrize("module", ["hydroml.data.variables", "hydroml.data.time", "hydroml.catalog"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

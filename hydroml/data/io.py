@@ -196,6 +196,16 @@ def mask_sentinels(
     return out
 
 
+def _is_time_like(var: xr.DataArray) -> bool:
+    if var.dtype.kind == "M":
+        return True
+    if var.dtype.kind == "O" and var.size:
+        import cftime
+
+        return isinstance(var.values.flat[0], cftime.datetime)
+    return False
+
+
 def _units_of(var: xr.DataArray) -> str:
     return str(var.attrs.get("units", "")).strip().lower().replace(" ", "")
 
@@ -233,7 +243,7 @@ def standardise_coords(ds: xr.Dataset, source: str = "") -> xr.Dataset:
     # time
     if "time" not in ds.variables:
         for n in _TIME_NAMES[1:]:
-            if n in ds.variables and ds[n].dtype.kind in "MO":
+            if n in ds.variables and _is_time_like(ds[n]):
                 ds = ds.rename({n: "time"})
                 break
     lat = _find_coord(ds, _LAT_NAMES, _LAT_UNITS, "latitude", "y")

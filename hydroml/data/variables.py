@@ -45,6 +45,7 @@ __all__ = [
     "convert_units",
     "to_canonical",
     "infer_time_step",
+    "validate_mapping",
     "MAPPING_KEYS",
 ]
 
@@ -416,7 +417,7 @@ def convert_units(
     Examples
     --------
     >>> import xarray as xr
-    >>> convert_units(xr.DataArray([1e-5]), "kg m-2 s-1", "mm/day").item()
+    >>> round(convert_units(xr.DataArray([1e-5]), "kg m-2 s-1", "mm/day").item(), 6)
     0.864
     >>> round(convert_units(xr.DataArray([300.0]), "K", "degC").item(), 2)
     26.85
@@ -511,7 +512,14 @@ def _convert_temperature(da: xr.DataArray, src: _Unit, dst: _Unit) -> xr.DataArr
 # --------------------------------------------------------------------------------------------------------
 # applying a catalog entry's variable mapping
 # --------------------------------------------------------------------------------------------------------
-def _normalise_mapping(mapping: Mapping[str, Any], source: str) -> dict[str, dict]:
+def validate_mapping(mapping: Mapping[str, Any], source: str) -> dict[str, dict]:
+    """Check a catalog variable mapping and return it in its long form ``{canonical: {"source": ..., ...}}``.
+
+    Raises
+    ------
+    CatalogError
+        A key that is not a canonical variable, or a spec with unknown keys (messages list the valid ones).
+    """
     table = variables_table()
     out = {}
     for name, spec in (mapping or {}).items():
@@ -604,7 +612,7 @@ def to_canonical(
     >>> to_canonical(ds, {"pr": "tp"})["pr"].values.round(3)
     array([0.864, 1.728])
     """
-    spec = _normalise_mapping(mapping, source)
+    spec = validate_mapping(mapping, source)
     table = variables_table()
     step = time_step or infer_time_step(ds)
     out_vars: dict[str, xr.DataArray] = {}
