@@ -136,7 +136,8 @@ def _keep_bn_stats(modules: Sequence):
             for m, bufs in saved:
                 for b, s in zip(_bn_buffers(m), bufs):
                     if b is not None:
-                        b.copy_(s)
+                        # through .data: autograd nodes that saved the buffer must not see a version change
+                        b.data.copy_(s)
 
 
 def _bn_buffers(m: nn.Module) -> list:

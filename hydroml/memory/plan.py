@@ -489,6 +489,73 @@ def sqrt_schedule(costs: Any, segments: int | None = None) -> Schedule:
     return Schedule.from_items(items, costs, persistent_bytes=pers)
 
 
+def _dp(costs: list, budget: float, slots: int):
+    """The dynamic programme; returns the cost array of the whole chain and the schedule builder."""
+    n = len(costs)
+    unit = budget / slots
+    S = slots
+
+    def q(v: float) -> int:
+        return int(math.ceil(v / unit))
+
+    a = [[q(_store_cost(c, p)) for p in range(3)] for c in costs]
+    x = [[q(_ckpt_cost(c, p)) for p in range(3)] for c in costs]
+    f = np.array([c.forward_s for c in costs], dtype=float)
+    fcum = np.concatenate([[0.0], np.cumsum(f)])
+    inf = np.inf
+    ms = np.arange(S + 1)
+    # C[i, j, p][m]: least recomputation for stages [i, j) within m slots, the input held as told by p.
+    C: dict[tuple[int, int, int], np.ndarray] = {}
+    choice: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def shifted(arr: np.ndarray, sft: int) -> np.ndarray:
+        out = np.full(S + 1, inf)
+        if sft <= S:
+            out[sft:] = arr[: S + 1 - sft]
+        return out
+
+    for i in range(n):
+        for p in range(3):
+            C[i, i + 1, p] = np.where(ms >= a[i][p], 0.0, inf)
+            choice[i, i + 1, p] = np.full(S + 1, -1, dtype=np.int32)
+    for length in range(2, n + 1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            # checkpointed prefixes [i, k): cost excluding the input-holding term, shared by every p
+            seg = []
+            for k in range(i + 1, j):
+                seg.append((k, (fcum[k] - fcum[i]) + C[i, k, _CKPT], C[k, j, _NONE]))
+            for p in range(3):
+                best = shifted(C[i + 1, j, _PREV], a[i][p])
+                ch = np.full(S + 1, -1, dtype=np.int32)
+                xs = x[i][p]
+                for k, inner, rest in seg:
+                    cand = shifted(inner, xs) + shifted(rest, xs)
+                    better = cand < best - 1e-12
+                    if better.any():
+                        best = np.where(better, cand, best)
+                        ch = np.where(better, k, ch)
+                C[i, j, p] = best
+                choice[i, j, p] = ch
+
+    def build(i: int, j: int, m: int, p: int) -> list:
+        items: list = []
+        while i < j:
+            k = int(choice[i, j, p][m])
+            if k < 0:
+                items.append(Store(i))
+                m -= a[i][p]
+                i, p = i + 1, _PREV
+            else:
+                xs = x[i][p]
+                items.append(Segment(i, k, tuple(build(i, k, m - xs, _CKPT))))
+                m -= xs
+                i, p = k, _NONE
+        return items
+
+    return C[0, n, _NONE], build
+
+
 def plan(
     costs: Any, budget_bytes: int | str, *, slots: int = 400, persistent_bytes: int | None = None
 ) -> Schedule:
@@ -535,73 +602,17 @@ def plan(
             f"memory budget {format_bytes(full_budget)} is below the {format_bytes(pers)} the chain keeps "
             "whatever the schedule (inputs and tensors passed through stages, e.g. skip connections)"
         )
-    unit = budget / slots
-    S = slots
-
-    def q(v: float) -> int:
-        return int(math.ceil(v / unit))
-
-    a = [[q(_store_cost(c, p)) for p in range(3)] for c in costs]
-    x = [[q(_ckpt_cost(c, p)) for p in range(3)] for c in costs]
-    f = np.array([c.forward_s for c in costs], dtype=float)
-    fcum = np.concatenate([[0.0], np.cumsum(f)])
-    inf = np.inf
-    ms = np.arange(S + 1)
-    # C[i, j, p][m]: least recomputation for stages [i, j) within m slots, the input held as told by p.
-    C: dict[tuple[int, int, int], np.ndarray] = {}
-    choice: dict[tuple[int, int, int], np.ndarray] = {}
-
-    def shifted(arr: np.ndarray, sft: int) -> np.ndarray:
-        out = np.full(S + 1, inf)
-        if sft <= S:
-            out[sft:] = arr[: S + 1 - sft]
-        return out
-
-    for i in range(n):
-        for p in range(3):
-            C[i, i + 1, p] = np.where(ms >= a[i][p], 0.0, inf)
-            choice[i, i + 1, p] = np.full(S + 1, -1, dtype=np.int32)
-    for length in range(2, n + 1):
-        for i in range(0, n - length + 1):
-            j = i + length
-            # checkpointed prefixes [i, k): cost excluding the input-holding term, shared by every p
-            seg = []
-            for k in range(i + 1, j):
-                seg.append((k, (fcum[k] - fcum[i]) + C[i, k, _CKPT], C[k, j, _NONE]))
-            for p in range(3):
-                best = shifted(C[i + 1, j, _PREV], a[i][p])
-                ch = np.full(S + 1, -1, dtype=np.int32)
-                xs = x[i][p]
-                for k, inner, rest in seg:
-                    cand = shifted(inner, xs) + shifted(rest, xs)
-                    better = cand < best - 1e-12
-                    if better.any():
-                        best = np.where(better, cand, best)
-                        ch = np.where(better, k, ch)
-                C[i, j, p] = best
-                choice[i, j, p] = ch
-    if not np.isfinite(C[0, n, _NONE][S]):
+    C0, build = _dp(costs, budget, slots)
+    if not np.isfinite(C0[slots]):
         largest = max(c.saved_bytes for c in costs)
+        C_all, _ = _dp(costs, max(total, 1), slots)
+        ok = np.flatnonzero(np.isfinite(C_all))
+        need = pers + (int(ok[0] * max(total, 1) / slots) if ok.size else total)
         raise ConfigError(
-            f"no checkpointing schedule fits a budget of {format_bytes(full_budget)}: the largest stage alone "
-            f"keeps {format_bytes(largest)} during its backward and {format_bytes(pers)} are kept whatever the "
-            "schedule; raise memory_budget or cut the model into finer stages"
+            f"no checkpointing schedule fits a budget of {format_bytes(full_budget)}: the smallest that fits is "
+            f"about {format_bytes(need)} (the largest stage alone keeps {format_bytes(largest)} during its "
+            f"backward and {format_bytes(pers)} are kept whatever the schedule); raise memory_budget or cut the "
+            "model into finer stages"
         )
-
-    def build(i: int, j: int, m: int, p: int) -> list:
-        items: list = []
-        while i < j:
-            k = int(choice[i, j, p][m])
-            if k < 0:
-                items.append(Store(i))
-                m -= a[i][p]
-                i, p = i + 1, _PREV
-            else:
-                xs = x[i][p]
-                items.append(Segment(i, k, tuple(build(i, k, m - xs, _CKPT))))
-                m -= xs
-                i, p = k, _NONE
-        return items
-
-    items = build(0, n, S, _NONE)
+    items = build(0, n, slots, _NONE)
     return Schedule.from_items(items, costs, full_budget, pers)
