@@ -103,6 +103,15 @@ def test_overlapping_files_with_identical_values_are_joined(tmp_path, caplog):
     xr.testing.assert_allclose(out.tp.load(), full.tp.rename(latitude="lat", longitude="lon"))
 
 
+def test_interleaving_files_are_joined_in_time_order(tmp_path):
+    t = pd.date_range("2000-01-01", periods=9)
+    full = _grid(t)
+    full.isel(time=[0, 1, 2, 6, 7, 8]).to_netcdf(tmp_path / "a.nc")  # a gap filled by the other file
+    full.isel(time=[2, 3, 4, 5]).to_netcdf(tmp_path / "b.nc")  # one common, identical step
+    out = open_dataset(tmp_path / "*.nc", chunks=None)
+    xr.testing.assert_allclose(out.tp, full.tp.rename(latitude="lat", longitude="lon"))
+
+
 def test_files_with_other_variables_are_merged(tmp_path):
     t = pd.date_range("2000-01-01", periods=4)
     a = _grid(t)

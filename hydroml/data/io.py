@@ -408,50 +408,65 @@ def _check_same_grid(a: xr.Dataset, b: xr.Dataset, fa: str, fb: str) -> None:
             )
 
 
+def _compare_overlap(
+    prev: xr.Dataset, ds: xr.Dataset, overlap: np.ndarray, prev_name: str, name_b: str
+) -> None:
+    for name in ds.data_vars:
+        if name not in prev.data_vars or "time" not in ds[name].dims:
+            continue
+        a = np.asarray(prev[name].sel(time=overlap).values)
+        b = np.asarray(ds[name].sel(time=overlap).values)
+        eq = np.isclose(a, b, rtol=1e-6, atol=0, equal_nan=True) if a.dtype.kind in "fc" else a == b
+        if not np.all(eq):
+            pos = np.argwhere(~eq)[0]
+            t = overlap[pos[ds[name].dims.index("time")]]
+            raise DataError(
+                f"overlapping files disagree: {prev_name} and {name_b} both hold variable {name!r} at {_fmt(t)} "
+                f"but with different values ({_val(a[tuple(pos)])!r} vs {_val(b[tuple(pos)])!r}); "
+                f"{overlap.size} overlapping time step(s)"
+            )
+
+
 def _combine_time(parts: list[tuple[Path, xr.Dataset]]) -> xr.Dataset:
-    """Concatenate datasets holding the same variables along time, checking overlaps."""
-    parts = sorted(
-        parts, key=lambda p: p[1]["time"].values[0] if "time" in p[1].dims and p[1].sizes["time"] else 0
-    )
+    """Concatenate datasets holding the same variables along time.
+
+    Time steps present in several files must hold the same values (NaN equals NaN); the duplicates are dropped.
+    Files may come in any order and interleave; the result is sorted by time.
+    """
     if len(parts) == 1:
         return parts[0][1]
+    no_time = [p.name for p, d in parts if "time" not in d.dims or d.sizes["time"] == 0]
+    if no_time:
+        raise DataError(
+            f"files {no_time} hold the same variables as other files but no time steps to join them along"
+        )
+    parts = sorted(parts, key=lambda p: p[1]["time"].values[0])
     first_path, first = parts[0]
     for path, ds in parts[1:]:
         _check_same_grid(first, ds, first_path.name, path.name)
-    keep = [parts[0]]
-    for path, ds in parts[1:]:
-        prev_path, prev = keep[-1]
-        last = prev["time"].values[-1]
-        if ds["time"].values[0] <= last:
-            overlap = np.intersect1d(prev["time"].values, ds["time"].values)
-            for name in ds.data_vars:
-                if name not in prev.data_vars or "time" not in ds[name].dims:
-                    continue
-                a = np.asarray(prev[name].sel(time=overlap).values)
-                b = np.asarray(ds[name].sel(time=overlap).values)
-                if a.dtype.kind in "fc":
-                    eq = np.isclose(a, b, rtol=1e-6, atol=0, equal_nan=True)
-                else:
-                    eq = a == b
-                if not np.all(eq):
-                    pos = np.argwhere(~eq)[0]
-                    t_axis = ds[name].dims.index("time")
-                    t = overlap[pos[t_axis]] if overlap.size else "?"
-                    raise DataError(
-                        f"overlapping files disagree: {prev_path.name} and {path.name} both hold variable "
-                        f"{name!r} at {_fmt(t)} but with different values ({_val(a[tuple(pos)])!r} vs {_val(b[tuple(pos)])!r}); "
-                        f"{overlap.size} overlapping time step(s)"
-                    )
+    keep: list[tuple[Path, xr.Dataset]] = []
+    for path, ds in parts:
+        times = ds["time"].values
+        for prev_path, prev in keep:
+            pt = prev["time"].values
+            if times[0] > pt[-1] or times[-1] < pt[0]:
+                continue
+            overlap = np.intersect1d(pt, times)
+            if overlap.size == 0:
+                continue
+            _compare_overlap(prev, ds, overlap, prev_path.name, path.name)
             log.info(
                 "%s overlaps %s on %d time step(s) with identical values; the duplicates are dropped",
                 path.name,
                 prev_path.name,
                 overlap.size,
             )
-            ds = ds.isel(time=np.flatnonzero(ds["time"].values > last))
-            if ds.sizes["time"] == 0:
-                continue
-        keep.append((path, ds))
+            ds = ds.isel(time=np.flatnonzero(~np.isin(ds["time"].values, overlap)))
+            times = ds["time"].values
+            if times.size == 0:
+                break
+        if ds.sizes["time"]:
+            keep.append((path, ds))
     out = xr.concat(
         [d for _, d in keep],
         dim="time",
@@ -460,6 +475,9 @@ def _combine_time(parts: list[tuple[Path, xr.Dataset]]) -> xr.Dataset:
         compat="override",
         join="override",
     )
+    if not out.indexes["time"].is_monotonic_increasing:
+        log.info("files interleave in time; the joined data are sorted by time")
+        out = out.sortby("time")
     return out
 
 
