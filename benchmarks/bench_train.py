@@ -58,13 +58,15 @@ def _synthetic(n_basins: int, start: str, end: str, seed: int):
     """CAMELS-shaped synthetic basins from ``benchmarks/_synthetic.py`` (shared with the other benchmarks)."""
     from benchmarks import _synthetic as syn
 
-    return syn.make_basins(n_basins=n_basins, start=start, end=end, seed=seed)
+    n_years = pd.Timestamp(end).year - pd.Timestamp(start).year + 1
+    return syn.make_camels_like(n_basins, n_years, n_dynamic=5, n_static=20, seed=seed, start=start)
 
 
 def _write_nh_layout(ds, root: Path) -> Path:
     from benchmarks import _synthetic as syn
 
-    return syn.write_neuralhydrology(ds, root)
+    syn.write_generic_dataset(ds, root)
+    return root
 
 
 def _fmt(date: pd.Timestamp) -> str:
@@ -245,7 +247,7 @@ def main(argv=None) -> int:
     train_p = (train_start, train_start + pd.Timedelta(days=args.train_days - 1))
     test_start = pd.Timestamp("2003-01-01")
     test_p = (test_start, test_start + pd.DateOffset(years=args.eval_years) - pd.Timedelta(days=1))
-    data_start = train_start - pd.Timedelta(days=args.seq_len + 5)
+    data_start = pd.Timestamp(f"{(train_start - pd.Timedelta(days=args.seq_len + 5)).year}-01-01")
     ds = _synthetic(args.basins, str(data_start.date()), str(test_p[1].date()), args.seed)
     dyn = [v for v in ds.data_vars if "time" in ds[v].dims and v not in {"q", "q_mm"}][:5]
     static = [v for v in ds.data_vars if ds[v].dims == ("basin",)][:20]

@@ -64,29 +64,6 @@ def demo_config(
     }
 
 
-def doy_climatology(obs_train: Any, times: Any) -> Any:
-    """Day-of-year mean of the training observations, evaluated on ``times`` (day 366 uses day 365).
-
-    Parameters
-    ----------
-    obs_train : xarray.DataArray
-        Observations on ``(..., time)`` over the training period.
-    times : array of datetime64
-        Days to predict.
-
-    Returns
-    -------
-    xarray.DataArray
-        The climatology on ``times``.
-    """
-    import numpy as np
-    import xarray as xr
-
-    clim = obs_train.groupby(np.minimum(obs_train["time"].dt.dayofyear, 365).rename("doy")).mean("time")
-    doy = xr.DataArray(np.minimum(xr.DataArray(times, dims="time").dt.dayofyear.values, 365), dims="time")
-    return clim.sel(doy=doy).drop_vars("doy").assign_coords(time=times)
-
-
 def plot_hydrographs(obs: Any, sim: Any, clim: Any | None = None, axes: Any = None) -> Any:
     """Observed and predicted discharge, one panel per basin.
 
@@ -159,6 +136,7 @@ def run_demo(
     from hydroml._io import atomic_path, write_text_atomic
     from hydroml.data.demo import load_demo
     from hydroml.evaluation import evaluate, nse
+    from hydroml.evaluation.skill import climatology
     from hydroml.forecast import forecast, write_forecast
     from hydroml.training import train
 
@@ -172,7 +150,7 @@ def run_demo(
     obs = ds["q_mm"].sel(time=slice(*TEST_PERIOD))
     sim = pred["q_mm"]
     scores = evaluate(obs, sim, ["nse", "kge", "pbias", "rmse"], dim="time")
-    clim = doy_climatology(ds["q_mm"].sel(time=slice(*TRAIN_PERIOD)), obs["time"].values)
+    clim = climatology(ds["q_mm"], ref_period=tuple(TRAIN_PERIOD)).sel(time=obs["time"])
     table = scores[["nse", "kge", "pbias", "rmse"]].to_dataframe()
     table["nse_climatology"] = nse(obs, clim, dim="time").to_series()
     table.index = table.index.astype(str)

@@ -11,8 +11,8 @@ Weights are safetensors files shipped as package data, trained on the built-in (
 """
 
 from hydroml.zoo.cards import ModelCard
-from hydroml.zoo.registry import get_card, list_models, load, save
+from hydroml.zoo.registry import get_card, list_models, load, reproduce_scores, save
 
 list = list_models  # noqa: A001 - ``hydroml.zoo.list()`` is the public name
 
-__all__ = ["ModelCard", "get_card", "list", "list_models", "load", "save"]
+__all__ = ["ModelCard", "get_card", "list", "list_models", "load", "reproduce_scores", "save"]

@@ -44,7 +44,9 @@ class ModelCard:
     seq_len : int
         Input window in time steps (basin models; 1 for gridded models).
     lags : int
-        Gridded models: previous steps stacked as channels.
+        Gridded models: time steps per input channel (current and ``lags - 1`` previous).
+    valid_mask : str, optional
+        Gridded models: static map marking valid cells (others are NaN in forecasts).
     time_step : str
         ``"daily"`` or ``"monthly"``.
     training_data : str
@@ -87,7 +89,8 @@ class ModelCard:
     normalisation: dict
     static_inputs: dict = dataclasses.field(default_factory=dict)
     seq_len: int = 1
-    lags: int = 0
+    lags: int = 1
+    valid_mask: str | None = None
     time_step: str = "daily"
     training_data: str = ""
     train_period: list = dataclasses.field(default_factory=list)
