@@ -228,6 +228,8 @@ def test_to_canonical_monthly_fluxes_are_totals():
 
 def test_to_canonical_errors_name_what_is_wrong():
     ds = _source_dataset()
+    with pytest.raises(DataError, match="f.nc: expected monthly data, found time step 'daily'"):
+        to_canonical(ds, {"pr": "tp"}, source="f.nc", time_step="monthly")
     with pytest.raises(
         DataError, match=r"'precip' \(for 'pr'\) not found; available: area, flow, slope, t2m"
     ):
@@ -309,6 +311,12 @@ def test_fluxnet_monthly_totals(shared_data):
 
     ds = hydroml.catalog.open("fluxnet_monthly_et", root=shared_data)
     assert ds.evspsbl.attrs["units"] == "mm/month"
+    raw = hydroml.catalog.open("fluxnet_monthly_et", root=shared_data, convert=False)
+    np.testing.assert_array_equal(ds.evspsbl.values, raw.et_mm_month.values)
+    per_day = convert_units(ds.evspsbl, "mm/month", "mm/day")
+    days = pd.DatetimeIndex(ds.time.values).days_in_month.to_numpy()
+    np.testing.assert_allclose(per_day.values, raw.et_mm_month.values / days)
+    assert int(days[1]) == 28 and int(days[37]) == 29  # 2001-02, 2004-02
     assert ds.sizes["station"] == 64
     vals = ds.evspsbl.values[np.isfinite(ds.evspsbl.values)]
     assert 0 < np.median(vals) < 150

@@ -440,7 +440,10 @@ def convert_units(
         d_dims, f2 = _water_depth(d_dims)
         factor = factor * f1 / f2
 
-    # calendar months -> seconds of each month
+    # calendar months -> seconds of each month (equal powers on both sides cancel exactly)
+    if s_dims.get(_MON) and s_dims.get(_MON) == d_dims.get(_MON):
+        s_dims.pop(_MON)
+        d_dims.pop(_MON)
     if s_dims.get(_MON) or d_dims.get(_MON):
         month_s = _month_seconds(da)
         for dims, sign in ((s_dims, 1), (d_dims, -1)):
@@ -614,7 +617,13 @@ def to_canonical(
     """
     spec = validate_mapping(mapping, source)
     table = variables_table()
-    step = time_step or infer_time_step(ds)
+    found = infer_time_step(ds)
+    if time_step and found and found != time_step:
+        raise DataError(
+            f"{source}: expected {time_step} data, found time step {found!r} (median spacing of 'time'); "
+            "fix the catalog entry's time_step"
+        )
+    step = time_step or found
     out_vars: dict[str, xr.DataArray] = {}
     # statics first, so that area_km2 is available for discharge conversions
     order = sorted(spec, key=lambda n: (not table[n].static, n))
