@@ -208,10 +208,14 @@ def _check_shared(name, product, ds):  # noqa: C901 - one block per entry
         assert int(ds.q.isnull().sum()) >= 0 and float(ds.q.min()) >= 0  # -999 is NaN
     elif (name, product) == ("moselle_mhm", "meteo"):
         assert ds.sizes == {"time": 1826, "y": 9, "x": 6}
-        assert set(ds.data_vars) == {"pr", "evspsblpot", "tas", "tasmin", "tasmax"}
+        assert set(ds.data_vars) == {"pr", "evspsblpot", "tas"}
         assert ds.lat.dims == ("y", "x") and 47.5 < float(ds.lat.mean()) < 49.5
         assert 700 < float(ds.pr.mean()) * 365.25 < 1300  # mm/year in the Moselle
-        assert float(ds.tasmin.mean()) < float(ds.tas.mean()) < float(ds.tasmax.mean())
+        assert 8 < float(ds.tas.mean()) < 12  # degC
+        # north-first rows: the wet, cool Vosges lie in the south-east corner of the grid
+        pr_mean, tas_mean = ds.pr.mean("time"), ds.tas.mean("time")
+        assert float(pr_mean.isel(y=-2, x=-1)) > 1.3 * float(pr_mean.isel(y=1, x=1))
+        assert float(tas_mean.isel(y=-2, x=-1)) < float(tas_mean.isel(y=1, x=1))
     elif (name, product) == ("moselle_mhm", "evaporation"):
         assert ds.evspsbl.attrs["units"] == "mm/month" and ds.sizes["time"] == 48
         assert str(ds.time.values[0])[:10] == "1990-01-01"  # relabelled to month starts

@@ -186,7 +186,8 @@ def test_moselle_grids_take_true_coordinates_from_latlon_file(shared_data):
     et = open_dataset(root / "optional_data/et.nc")
     np.testing.assert_allclose(ds.x.values, et.x.values)  # cell centres, like the monthly et grid
     np.testing.assert_allclose(ds.y.values, et.y.values)
-    # tmin's own lat/lon are placeholders (a grid near 7.5 E, not the Moselle cells), replaced
+    # tmin's own lat/lon are placeholders (a grid near 7.5 E), replaced; its values are not Moselle data either
+    # (see data_catalog/moselle_mhm.yaml), the file serves here only as a grid with placeholder coordinates
     raw = open_dataset(root / "meteo/tmin.nc")
     assert raw.lat.dims == ("y", "x") and abs(float(raw.lon[0, 0]) - float(ll.lon[0, 0])) > 1.0
     assert float(ds.tmin.isnull().sum()) == float(raw.tmin.isnull().sum()) > 0  # -9999 outside the basin
