@@ -134,6 +134,18 @@ def test_lazy_with_dask(tmp_path):
     xr.testing.assert_allclose(out.tp.compute(), eager.tp)
 
 
+def test_without_dask_data_load_eagerly(tmp_path, monkeypatch):
+    import importlib.util
+
+    _grid(pd.date_range("2000-01-01", periods=5)).to_netcdf(tmp_path / "f.nc")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "dask" else real(name, *a)
+    )
+    out = open_dataset(tmp_path / "f.nc")
+    assert out.tp.chunks is None
+
+
 def test_zarr_store(tmp_path):
     pytest.importorskip("zarr")
     ds = _grid(pd.date_range("2000-01-01", periods=5))

@@ -492,6 +492,7 @@ def open_dataset(
     latlon_file: PathLike | None = None,
     engine: str | None = None,
     decode_times: bool = True,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """Open one or many NetCDF / zarr files as one standardised dataset.
 
@@ -519,6 +520,8 @@ def open_dataset(
         xarray backend, if it cannot be guessed.
     decode_times : bool
         Decode CF times (cftime for non-standard calendars).
+    progress : bool, optional
+        Progress bar over the files when there are more than 10 (default: ``HYDROML_PROGRESS``).
 
     Returns
     -------
@@ -541,7 +544,10 @@ def open_dataset(
     chunks = _default_chunks(chunks)
     opened: list[tuple[Path, xr.Dataset]] = []
     available: set[str] = set()
-    for f in files:
+    from hydroml._progress import tqdm
+
+    bar = tqdm(files, progress=progress if len(files) > 10 else False, desc="opening files", unit="file")
+    for f in bar:
         ds = _open_one(f, chunks, engine, decode_times)
         ds = standardise_coords(ds, source=str(f))
         # small non-time coordinates are loaded eagerly: they are compared and indexed often
