@@ -176,7 +176,6 @@ class _MonthIndex:
         if np.any(np.diff(self.key) < 0):
             raise DataError("to_monthly: time must be sorted (increasing)")
         self.starts = starts
-        self.time = xr.DataArray(self.labels, dims="time", name="time")
         self.days = xr.DataArray(self._days_in_month(), dims="time", coords={"time": self.labels})
 
     def _days_in_month(self) -> np.ndarray:
