@@ -196,3 +196,28 @@ def test_gridded_forecast_predicts_every_cell_with_lags():
     t = 5
     ref = w[0] * (pr[t] - 60) / 40 + w[1] * (pr[t - 1] - 60) / 40 + w[2] * (ds.elev.values - 300) / 100 + b
     np.testing.assert_allclose(pred["evspsbl"].values[t - 2, 1:, 1:], ref[1:, 1:], rtol=1e-5)
+
+
+def test_hydroml_normaliser_with_log_target_is_inverted(basin_data):
+    from hydroml.datasets.normalise import Normaliser
+
+    norm = Normaliser()
+    for v in ("pr", "tas", "area_km2"):
+        norm.fit_array(v, basin_data[v].values)
+    norm.fit_array("q_mm", np.array([0.2, 0.5, 1.0, 3.0, 8.0]), log=True, eps=0.1)
+    fm = _model()
+    fm.normaliser = norm
+    pred = forecast(fm, basin_data, "2001-06-01", "2001-06-01", mode="sliding")
+    i = int(np.flatnonzero(basin_data.time.values == np.datetime64("2001-06-01"))[0])
+    x = np.stack(
+        [norm.transform(v, basin_data[v].values[:, i - SEQ_LEN + 1 : i + 1]) for v in ("pr", "tas")], -1
+    )
+    batch = {
+        "x_dynamic": torch.tensor(x, dtype=torch.float32),
+        "x_static": torch.tensor(
+            norm.transform("area_km2", basin_data["area_km2"].values)[:, None], dtype=torch.float32
+        ),
+    }
+    with torch.no_grad():
+        y = fm.model(batch)["y_hat"][:, -1, 0].numpy()
+    np.testing.assert_allclose(pred["q_mm"].values[:, 0], norm.inverse("q_mm", y), rtol=1e-5)
