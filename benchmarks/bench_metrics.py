@@ -146,9 +146,11 @@ def worker(args: argparse.Namespace) -> dict:
     fn = IMPLS[args.impl]
     fn(obs[:2], sim[:2], args.metrics)  # import and warm up outside the timing
     rss_before = _status("VmRSS")
+    c0 = time.process_time()
     t0 = time.perf_counter()
     fn(obs[:rows], sim[:rows], args.metrics)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     return {
         "impl": args.impl,
         "metrics": args.metrics,
@@ -156,6 +158,8 @@ def worker(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "seconds": seconds * args.series / rows,
         "peak_rss_mb": round(_status("VmHWM"), 1),
+        "cpu_seconds": round(cpu * args.series / rows, 3),
+        "load_avg_1min": os.getloadavg()[0],
         "measured_series": rows,
         "measured_seconds": round(seconds, 4),
         "extrapolated": rows < args.series,
@@ -215,14 +219,17 @@ def main(argv: list[str] | None = None) -> int:
             f"# {args.series} series x {args.steps} steps, {args.dtype}, NaN {args.nan_frac:.0%} obs / "
             f"{args.nan_frac / 5:.0%} sim; {platform.machine()} {os.cpu_count()} CPUs; python {platform.python_version()}"
         )
-        hdr = f"{'impl':28s} {'metrics':8s} {'seconds':>10s} {'measured':>14s} {'peak RSS MB':>12s} {'input MB':>9s}"
+        hdr = (
+            f"{'impl':28s} {'metrics':8s} {'seconds':>10s} {'cpu s':>10s} {'measured':>14s} "
+            f"{'peak RSS MB':>12s} {'input MB':>9s} {'load':>5s}"
+        )
         print(hdr)
         print("-" * len(hdr))
         for r in results:
             meas = f"{r['measured_series']} ser{'*' if r['extrapolated'] else ''}"
             print(
-                f"{r['impl']:28s} {r['metrics']:8s} {r['seconds']:10.2f} {meas:>14s} "
-                f"{r['peak_rss_mb']:12.0f} {r['input_mb']:9.0f}"
+                f"{r['impl']:28s} {r['metrics']:8s} {r['seconds']:10.2f} {r['cpu_seconds']:10.2f} {meas:>14s} "
+                f"{r['peak_rss_mb']:12.0f} {r['input_mb']:9.0f} {r['load_avg_1min']:5.1f}"
             )
         print("* measured on a subset of the series, time extrapolated linearly to all series")
     return 0

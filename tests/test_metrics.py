@@ -428,3 +428,21 @@ def test_peak_metrics_plausible_vs_neuralhydrology_on_camels(camels):
         theirs = nh.mean_peak_timing(o, s)
         assert 0 <= ours[i] <= 3 and 0 <= theirs <= 3
         assert abs(ours[i] - theirs) <= 1.5
+
+
+def test_more_documented_differences_from_peers():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # FLV with round(l n) = 0: neuralhydrology uses the whole series (obs[-0:]), hydroml gives NaN
+        o = np.array([1.0, 2.0, 3.0])
+        s = np.array([1.5, 2.0, 2.5])
+        assert np.isnan(ev.flv(o, s, l=0.1))
+        assert np.isfinite(nh.fdc_flv(_nh_da(o), _nh_da(s), l=0.1))
+        # negative observations in the FDC logs: NH gives NaN (log of a negative), hydroml floors at 1e-6
+        o = np.array([-0.5, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+        s = o + 0.5
+        assert np.isfinite(ev.flv(o, s, l=0.5)) and np.isnan(nh.fdc_flv(_nh_da(o), _nh_da(s), l=0.5))
+        # HydroErr's kge_2009 with constant obs: NaN (with its own warning), as hydroml
+        assert np.isnan(H.kge_2009(np.arange(5.0), np.ones(5)))
+        # neuralhydrology's NSE has no minimum of pairs: one pair -> its own value; hydroml NaN
+        assert np.isnan(ev.nse([1.0, np.nan, np.nan], [2.0, 1.0, 1.0]))
