@@ -119,6 +119,15 @@ def test_grids_that_do_not_match(tmp_path):
         open_dataset([tmp_path / "a.nc", tmp_path / "tas.nc"])
 
 
+def test_files_with_different_time_steps(tmp_path):
+    _write(tmp_path / "daily.nc", pd.date_range("2000-01-01", periods=60))
+    _write(tmp_path / "monthly.nc", pd.date_range("2000-01-01", periods=2, freq="MS"), var="et")
+    with pytest.raises(
+        DataError, match="different time steps and cannot be merged: daily.nc: daily, monthly.nc: monthly"
+    ):
+        open_dataset([tmp_path / "daily.nc", tmp_path / "monthly.nc"])
+
+
 def test_latlon_file_of_another_grid(tmp_path, shared_data):
     f = tmp_path / "curvi.nc"
     ds = xr.Dataset(

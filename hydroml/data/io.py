@@ -585,6 +585,14 @@ def open_dataset(
         out = combined[0][1]
     else:
         ref_path, ref = combined[0]
+        from hydroml.data.variables import infer_time_step
+
+        steps = {p.name: infer_time_step(d) for p, d in combined}
+        if len({v for v in steps.values() if v is not None}) > 1:
+            raise DataError(
+                "files with different variables have different time steps and cannot be merged: "
+                + ", ".join(f"{k}: {v}" for k, v in steps.items())
+            )
         grid = _grid_signature(ref)
         parts = [ref]
         for path, ds in combined[1:]:
