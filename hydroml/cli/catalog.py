@@ -17,6 +17,9 @@ In Python: hydroml.catalog.open("era5_cities", root="../shared/data")."""
 
 
 def add_arguments(parser) -> None:
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' line breaks
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p_list = sub.add_parser("list", help="list the catalog entries")
     p_list.add_argument(
