@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from hydroml import evaluation as ev
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 flows = st.floats(min_value=0.01, max_value=1e4, allow_nan=False, allow_infinity=False)
 

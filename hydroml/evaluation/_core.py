@@ -376,7 +376,14 @@ def _k_r2(b: _Block) -> np.ndarray:
 
 def _k_spearman(b: _Block) -> np.ndarray:
     b.const_o  # noqa: B018 - registers the warning
-    r = _pearson(b, b.ranks("o"), b.ranks("s"))
+    ro, rs = b.ranks("o"), b.ranks("s")
+    # ranks are multiples of 1/2 whose mean over the n valid pairs is exactly (n + 1) / 2, so the raw sums of
+    # squares and products are exact in float64 (up to n ~ 1e5) and need no centred copies
+    c = b.nf * ((b.nf + 1.0) / 2.0) ** 2
+    cov = np.einsum("ij,ij->i", ro, rs) - c
+    vo = np.einsum("ij,ij->i", ro, ro) - c
+    vs = np.einsum("ij,ij->i", rs, rs) - c
+    r = cov / np.sqrt(vo * vs)
     return np.where(b.const_o, np.nan, r)
 
 
@@ -522,11 +529,12 @@ def _find_peaks(b: _Block, which: str, distance: int, percentile: float) -> np.n
             )
         x = b.raw_o if which == "o" else b.raw_s
         xv = np.where(b.m, x, -np.inf)
-        mx = maximum_filter1d(xv, size=2 * int(distance) + 1, axis=-1, mode="constant", cval=-np.inf)
-        prev = np.full_like(xv, -np.inf)
-        prev[:, 1:] = xv[:, :-1]
         thr = _quantile_sorted(b.sorted(which), b.n, float(percentile))
-        return b.m & (xv == mx) & (xv > prev) & (xv >= thr[:, None])
+        peak = xv >= thr[:, None]  # False where invalid (-inf) or for an all-invalid row (NaN threshold)
+        np.greater(xv[:, 1:], xv[:, :-1], out=peak[:, 1:], where=peak[:, 1:])  # rising into it
+        mx = maximum_filter1d(xv, size=2 * int(distance) + 1, axis=-1, mode="constant", cval=-np.inf)
+        peak &= xv == mx
+        return peak
 
     return b.get(f"peaks_{which}_{distance}_{percentile}", f)
 
