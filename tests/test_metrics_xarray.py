@@ -175,3 +175,13 @@ def test_nse_star_equals_one_minus_mean_nse_for_train_std():
     std = ot.std(dim=1, unbiased=False)
     loss = losses.nse_loss(ot, st_, std, eps=0.0)
     np.testing.assert_allclose(loss.item(), np.mean(1 - ev.nse(o, s)), rtol=1e-12)
+
+
+def test_dataset_inputs_stay_eager_and_match(cube):
+    obs, sim = cube
+    dso = xr.Dataset({"q": obs, "q2": 2 * obs})
+    dss = xr.Dataset({"q": sim, "q2": 2 * sim})
+    out = ev.nse(dso, dss)
+    assert isinstance(out, xr.Dataset) and out["q"].chunks is None  # not turned into dask
+    np.testing.assert_array_equal(out["q"].values, ev.nse(obs, sim).values)
+    np.testing.assert_allclose(out["q2"].values, out["q"].values, rtol=1e-12)

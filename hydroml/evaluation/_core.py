@@ -175,7 +175,7 @@ class _Warnings:
         warnings.warn(
             f"{name}: {parts} (out of {self.total}); their score is NaN",
             ConstantObservationsWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 

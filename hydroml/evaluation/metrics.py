@@ -93,14 +93,14 @@ def _xr_apply(
     obs, sim = xr.align(obs, sim, join="inner")
     if obs.sizes[dim] == 0:
         raise DataError(f"obs and sim share no {dim!r} coordinate values: nothing to evaluate")
-    if obs.chunks is not None:
+    if obs.chunks:
         obs = obs.chunk({dim: -1})
-    if sim.chunks is not None:
+    if sim.chunks:
         sim = sim.chunk({dim: -1})
     outputs = [o for n in names for o in METRICS[n].outputs]
     outputs = list(dict.fromkeys(outputs))
 
-    threads = 1 if (obs.chunks is not None or sim.chunks is not None) else None
+    threads = 1 if (obs.chunks or sim.chunks) else None
 
     def kernel(o: np.ndarray, s: np.ndarray) -> Any:
         res = _core._run(names, o, s, -1, min_pairs, kwargs, caller, threads)

@@ -67,7 +67,7 @@ def _apply(
             args = list(xr.align(*args, join="inner"))
         if kw.pop("_needs_time", False):
             kw["time"] = args[0][d].values
-        args = [a.chunk({d: -1}) if a.chunks is not None else a for a in args]
+        args = [a.chunk({d: -1}) if a.chunks else a for a in args]
         return xr.apply_ufunc(
             lambda *a: core(*a, **kw),
             *args,
