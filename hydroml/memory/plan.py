@@ -521,20 +521,20 @@ def _dp(costs: list, budget: float, slots: int):
     for length in range(2, n + 1):
         for i in range(0, n - length + 1):
             j = i + length
-            # checkpointed prefixes [i, k): cost excluding the input-holding term, shared by every p
-            seg = []
-            for k in range(i + 1, j):
-                seg.append((k, (fcum[k] - fcum[i]) + C[i, k, _CKPT], C[k, j, _NONE]))
+            # checkpointed prefix [i, k) then the rest [k, j): both shifted by the same input cost, so the best
+            # k per memory level is shared by every p
+            ks = np.arange(i + 1, j)
+            tot = np.stack([(fcum[k] - fcum[i]) + C[i, k, _CKPT] + C[k, j, _NONE] for k in ks])
+            arg = np.argmin(tot, axis=0)
+            seg_best = tot[arg, ms]
+            seg_k = ks[arg].astype(np.int32)
             for p in range(3):
                 best = shifted(C[i + 1, j, _PREV], a[i][p])
-                ch = np.full(S + 1, -1, dtype=np.int32)
-                xs = x[i][p]
-                for k, inner, rest in seg:
-                    cand = shifted(inner, xs) + shifted(rest, xs)
-                    better = cand < best - 1e-12
-                    if better.any():
-                        best = np.where(better, cand, best)
-                        ch = np.where(better, k, ch)
+                cand = shifted(seg_best, x[i][p])
+                kk = shifted(seg_k.astype(float), x[i][p])
+                better = cand < best - 1e-12
+                best = np.where(better, cand, best)
+                ch = np.where(better, kk, -1).astype(np.int32)
                 C[i, j, p] = best
                 choice[i, j, p] = ch
 

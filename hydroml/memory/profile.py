@@ -127,6 +127,9 @@ class SavedTensorCounter:
         self._hooks = None
 
     def _pack(self, t: torch.Tensor) -> Any:
+        # keep a detached alias (same storage and version counter): holding ``t`` itself would make a reference
+        # cycle through its grad_fn when autograd saves an output, freed only by the garbage collector
+        t = t.detach()
         key = storage_key(t)
         if key is None or key[0] in self._exclude or key[1] == 0:
             return _Packed(t, None, self)
