@@ -156,7 +156,11 @@ class TrainConfig:
     checkpointing : bool or int
         Time-chunked activation checkpointing without a budget (``true``: sqrt(T) chunks; int: chunk length).
     num_workers : int
-        Torch intra-op threads (0: leave torch's default).
+        Background threads that gather the next batches while the model trains (0: gather in the loop).
+        Batches are one vectorised gather each, so 1 is plenty; no worker processes are forked.
+    threads : int, optional
+        Torch intra-op threads for this run (restored afterwards); ``null`` leaves torch's setting. On a
+        shared or small CPU, 1 thread per process is often much faster for small models.
     validate_every : int
         Validate every n epochs (the last epoch always).
     device : {"auto", "cpu", "cuda"}
@@ -172,6 +176,7 @@ class TrainConfig:
     memory_budget: str | int | None = None
     checkpointing: bool | int = False
     num_workers: int = 0
+    threads: int | None = None
     validate_every: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool | None = None
@@ -361,6 +366,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"optimiser.lr: expected > 0, found {cfg.optimiser.lr}")
     if len(cfg.optimiser.betas) != 2:
         raise ConfigError(f"optimiser.betas: expected two numbers, found {cfg.optimiser.betas!r}")
+    if cfg.train.threads is not None and cfg.train.threads < 1:
+        raise ConfigError(f"train.threads: expected >= 1 or null, found {cfg.train.threads}")
     if cfg.train.clip_grad_norm is not None and cfg.train.clip_grad_norm <= 0:
         raise ConfigError(f"train.clip_grad_norm: expected > 0 or null, found {cfg.train.clip_grad_norm}")
     if cfg.early_stopping.patience is not None and cfg.early_stopping.patience < 1:

@@ -43,6 +43,7 @@ from hydroml.training.runs import (
 
 log = logging.getLogger("hydroml.training")
 _root_log = logging.getLogger("hydroml")
+_BATCH_SLEEP = float(os.environ.get("_HYDROML_TEST_BATCH_SLEEP", "0") or 0)
 
 __all__ = ["train", "build_model", "load_normaliser", "lr_at"]
 
@@ -159,6 +160,29 @@ def _configure_checkpointing(model: torch.nn.Module, cfg: Config, local_batch: i
         model.set_checkpoint_schedule(t.checkpointing)
         return f"time chunks ({'sqrt(T)' if t.checkpointing is True else t.checkpointing} steps)"
     return "off"
+
+
+def _gathered(dataset, indices: list[np.ndarray], workers: int) -> Iterator[dict]:
+    """Batches in order; with ``workers`` > 0, the next ones are gathered by background threads."""
+    if workers <= 0:
+        for idx in indices:
+            yield dataset.get_batch(idx)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hydroml-batch") as pool:
+        pending: deque = deque()
+        it = iter(indices)
+        for idx in it:
+            pending.append(pool.submit(dataset.get_batch, idx))
+            if len(pending) > workers:
+                break
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(dataset.get_batch, nxt))
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -283,17 +307,29 @@ def train(
 
     device = _device(cfg)
     info = D.setup(device.type == "cuda")
+    threads = torch.get_num_threads()
+    det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
         return _train(cfg, info, device, runs_dir, resume, progress)
     finally:
+        torch.set_num_threads(threads)
+        if device.type == "cuda":
+            torch.use_deterministic_algorithms(det[0], warn_only=det[1])
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         D.teardown(info)
 
 
 def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None, progress) -> Path:
     t = cfg.train
-    if t.num_workers:
-        torch.set_num_threads(t.num_workers)
-    if cfg.deterministic:
+    if cfg.deterministic and device.type == "cuda":
+        # CPU kernels used here are deterministic for a fixed thread count; on GPU ask for deterministic ones
+        # (restored when train() returns).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
@@ -390,10 +426,16 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             order = D.epoch_order(len(data.train), cfg.seed, epoch)
             batches = D.global_batches(order, t.batch_size)
             sum_loss = torch.zeros((), dtype=torch.float64)
-            inner = tqdm(batches, progress=show, desc=f"epoch {epoch}", leave=False, unit="batch")
-            for gb in inner:
-                idx = D.shard(gb, info)
-                batch = _to(data.train.get_batch(idx), device)
+            inner = tqdm(
+                _gathered(data.train, [D.shard(gb, info) for gb in batches], t.num_workers),
+                progress=show,
+                desc=f"epoch {epoch}",
+                leave=False,
+                unit="batch",
+                total=len(batches),
+            )
+            for batch in inner:
+                batch = _to(batch, device)
                 y = batch["y"]
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                     y_hat = ddp(batch)["y_hat"][:, -n_last:]
@@ -414,6 +456,8 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
                 optimiser.step()
                 sum_loss += float(loss.detach()) * share
+                if _BATCH_SLEEP:  # test hook: slow the loop down so a test can kill it mid-epoch
+                    time.sleep(_BATCH_SLEEP)
                 if show:
                     inner.set_postfix(loss=f"{float(loss):.4f}")
             D.all_reduce_sum(sum_loss, info)
