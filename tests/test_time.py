@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydroml.data.time import cell_method_of, to_monthly
 from hydroml.exceptions import DataError
@@ -160,3 +162,26 @@ def test_era5_cities_monthly_totals(shared_data):
         out.pr.isel(station=0).values, s.groupby(s.index.to_period("M")).sum().values, rtol=1e-5
     )
     assert out.pr.attrs["units"] == "mm/month" and out.tas.attrs["units"] == "degC"
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    start=st.dates(min_value=pd.Timestamp("1990-01-01").date(), max_value=pd.Timestamp("2030-01-01").date()),
+    n=st.integers(1, 120),
+    chunk=st.integers(1, 50),
+    nan_frac=st.floats(0, 0.5),
+    seed=st.integers(0, 1000),
+)
+def test_monthly_matches_pandas_and_dask_matches_numpy(start, n, chunk, nan_frac, seed):
+    rng = np.random.default_rng(seed)
+    t = pd.date_range(start, periods=n, freq="D")
+    x = rng.gamma(1.0, 2.0, (2, n))
+    x[rng.random((2, n)) < nan_frac] = np.nan
+    da = xr.DataArray(x, {"time": t}, dims=("cell", "time"), name="pr", attrs={"units": "mm/day"})
+    out = to_monthly(da, min_valid_days=10)
+    s = pd.Series(x[1], index=t)
+    g = s.groupby(s.index.to_period("M"))
+    expect = (g.mean() * g.apply(lambda v: v.index.days_in_month[0])).where(g.count() >= 10).to_numpy()
+    np.testing.assert_allclose(out.isel(cell=1).values, expect, rtol=1e-12)
+    lazy = to_monthly(da.chunk({"time": chunk}), min_valid_days=10)
+    np.testing.assert_allclose(lazy.values, out.values, rtol=1e-12)

@@ -106,7 +106,7 @@ def to_monthly(
     if "time" not in ds.dims:
         raise DataError("to_monthly: the data have no 'time' dimension")
     step = infer_time_step(ds)
-    if step != "daily":
+    if step not in ("daily", None):  # None: a single time step
         raise DataError(f"to_monthly: expected daily data, found time step {step!r}")
     if min_valid_days is not None and not (0 <= int(min_valid_days) <= 31):
         raise DataError(f"to_monthly: min_valid_days must be between 0 and 31, got {min_valid_days!r}")
