@@ -182,7 +182,7 @@ def bench_nh_evaluate(cfg) -> dict:
     secs = time.perf_counter() - t0
     basin = next(iter(results))
     n = int(next(iter(results[basin].values()))["xr"].sizes["date"])
-    return {"seconds": secs, "days": n}
+    return {"seconds": round(secs, 3), "days": n}
 
 
 def bench_hydroml_evaluate(run_dir: Path, nc_path: Path, basin: str, test_p, mode: str) -> dict:
@@ -199,7 +199,7 @@ def bench_hydroml_evaluate(run_dir: Path, nc_path: Path, basin: str, test_p, mod
         progress=False,
     )
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "days": int(pred.sizes["time"])}
+    return {"seconds": round(secs, 3), "days": int(pred.sizes["time"])}
 
 
 def machine() -> str:
@@ -223,6 +223,9 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=365)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="evaluation: run each N times and keep the fastest (default 1)"
+    )
     p.add_argument("--skip-peer", action="store_true", help="hydroml only")
     p.add_argument("--only", choices=("train", "evaluate"), help="run one task only")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -319,37 +322,57 @@ def main(argv=None) -> int:
     if args.only in (None, "evaluate"):
         if have_nh:
             with contextlib.redirect_stdout(io.StringIO()):
-                res = bench_nh_evaluate(nh_cfg)
-            emit({"impl": "neuralhydrology", "task": "evaluate", "mode": "sliding", **res})
-        for mode in ("sliding", "stateful"):
-            res = bench_hydroml_evaluate(hy_run, nc_path, eval_basin, test_p, mode)
-            emit({"impl": "hydroml", "task": "evaluate", "mode": mode, **res})
-
-    if not args.json:
-        print(f"machine: {machine()}")
-        print(
-            f"{args.basins} synthetic basins, {len(dyn)} dynamic + {len(static)} static inputs, batch "
-            f"{args.batch_size}, seq_len {args.seq_len}, hidden {args.hidden}; train period {args.train_days} days, "
-            f"evaluation {args.eval_years} years of one basin"
-        )
-        print(
-            f"{'impl':<16} {'task':<9} {'mode':<9} {'seconds':>9} {'samples/s':>10} {'epoch-only samples/s':>21}"
-        )
-        for r in rows:
-            print(
-                f"{r['impl']:<16} {r['task']:<9} {r['mode'] or '-':<9} {r['seconds']:>9.2f} "
-                f"{r.get('samples_per_s', float('nan')):>10.1f} {r.get('epoch_samples_per_s', float('nan')):>21.1f}"
+                res = min((bench_nh_evaluate(nh_cfg) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+            emit(
+                {
+                    "impl": "neuralhydrology",
+                    "task": "evaluate",
+                    "mode": "sliding",
+                    "repeat": args.repeat,
+                    **res,
+                }
             )
-        by = {(r["impl"], r["task"], r["mode"]): r for r in rows}
-        if ("neuralhydrology", "train", None) in by and ("hydroml", "train", None) in by:
-            a, b = by[("hydroml", "train", None)], by[("neuralhydrology", "train", None)]
-            print(f"train speed-up (end to end): {a['samples_per_s'] / b['samples_per_s']:.2f}x")
-        nh_eval = by.get(("neuralhydrology", "evaluate", "sliding"))
-        if nh_eval:
-            for mode in ("sliding", "stateful"):
-                r = by.get(("hydroml", "evaluate", mode))
-                if r:
-                    print(f"evaluate speed-up, hydroml {mode}: {nh_eval['seconds'] / r['seconds']:.1f}x")
+        for mode in ("sliding", "stateful"):
+            res = min(
+                (
+                    bench_hydroml_evaluate(hy_run, nc_path, eval_basin, test_p, mode)
+                    for _ in range(args.repeat)
+                ),
+                key=lambda r: r["seconds"],
+            )
+            emit({"impl": "hydroml", "task": "evaluate", "mode": mode, "repeat": args.repeat, **res})
+
+    # the table: on stdout, or on stderr when stdout carries the --json lines
+    out = sys.stderr if args.json else sys.stdout
+    print(f"machine: {machine()}", file=out)
+    print(
+        f"{args.basins} synthetic basins, {len(dyn)} dynamic + {len(static)} static inputs, batch "
+        f"{args.batch_size}, seq_len {args.seq_len}, hidden {args.hidden}; train period {args.train_days} days, "
+        f"evaluation {args.eval_years} years of one basin",
+        file=out,
+    )
+    print(
+        f"{'impl':<16} {'task':<9} {'mode':<9} {'seconds':>9} {'samples/s':>10} {'epoch-only samples/s':>21}",
+        file=out,
+    )
+    for r in rows:
+        print(
+            f"{r['impl']:<16} {r['task']:<9} {r['mode'] or '-':<9} {r['seconds']:>9.2f} "
+            f"{r.get('samples_per_s', float('nan')):>10.1f} {r.get('epoch_samples_per_s', float('nan')):>21.1f}",
+            file=out,
+        )
+    by = {(r["impl"], r["task"], r["mode"]): r for r in rows}
+    if ("neuralhydrology", "train", None) in by and ("hydroml", "train", None) in by:
+        a, b = by[("hydroml", "train", None)], by[("neuralhydrology", "train", None)]
+        print(f"train speed-up (end to end): {a['samples_per_s'] / b['samples_per_s']:.2f}x", file=out)
+    nh_eval = by.get(("neuralhydrology", "evaluate", "sliding"))
+    if nh_eval:
+        for mode in ("sliding", "stateful"):
+            r = by.get(("hydroml", "evaluate", mode))
+            if r:
+                print(
+                    f"evaluate speed-up, hydroml {mode}: {nh_eval['seconds'] / r['seconds']:.1f}x", file=out
+                )
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -132,6 +132,7 @@ def train_basin_model(arch: str, epochs: int, out_dir: Path | None) -> None:
 
     card = dataclasses.replace(card, test_scores=scores)
     card.write((out_dir or _default_dir()) / f"{name}.json")
+    os.chmod((out_dir or _default_dir()) / f"{name}.json", 0o644)
     log.info("%s: test scores %s", name, {k: v for k, v in scores.items() if not isinstance(v, dict)})
 
 
@@ -211,7 +212,7 @@ def train_unet(epochs: int, out_dir: Path | None, seed: int = 0) -> None:
         if val < best:
             best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
         if epoch % 10 == 0 or epoch == epochs:
-            log.info("unet epoch %d: train loss %.4f, validation mse %.4f", epoch, float(loss), val)
+            log.info("unet epoch %d: train loss %.4f, validation mse %.4f", epoch, float(loss.detach()), val)
     model.load_state_dict(best_state)
     model.eval()
     config = {
@@ -262,6 +263,7 @@ def train_unet(epochs: int, out_dir: Path | None, seed: int = 0) -> None:
     scores = reproduce_scores(_load_from(out_dir, name, load))
     card = dataclasses.replace(card, test_scores=scores)
     card.write((out_dir or _default_dir()) / f"{name}.json")
+    os.chmod((out_dir or _default_dir()) / f"{name}.json", 0o644)
     log.info("%s: test scores %s", name, scores)
 
 
@@ -277,9 +279,9 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else None
     for name in names:
         if name in ("lstm.demo_discharge", "ealstm.demo_discharge"):
-            train_basin_model(name.split(".")[0], args.epochs or (6 if name.startswith("lstm") else 4), out)
+            train_basin_model(name.split(".")[0], args.epochs or (6 if name.startswith("lstm") else 2), out)
         elif name == "unet.demo_evaporation":
-            train_unet(args.epochs or 150, out)
+            train_unet(args.epochs or 40, out)
         else:
             p.error(f"unknown zoo model {name!r}")
     return 0

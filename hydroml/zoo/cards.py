@@ -170,7 +170,7 @@ class ModelCard:
             f"  static       : {units(self.static_inputs)}",
             f"  targets      : {units(self.targets)}",
             f"  seq_len      : {self.seq_len} ({self.time_step})"
-            + (f", lags {self.lags}" if self.lags else ""),
+            + (f", lags {self.lags}" if self.lags > 1 else ""),
             f"  trained on   : {self.training_data}",
             f"  periods      : train {'..'.join(self.train_period)}, validation "
             f"{'..'.join(self.validation_period)}, test {'..'.join(self.test_period)}",

@@ -233,4 +233,6 @@ def save(card: ModelCard, model: torch.nn.Module, directory: str | os.PathLike |
         save_file(state, str(tmp), metadata={"name": card.name, "architecture": card.architecture})
     card = dataclasses.replace(card, weights_sha256=_sha256(target))
     card.write(root / f"{card.name}.json")
+    for path in (target, root / f"{card.name}.json"):  # package data: readable by everyone
+        os.chmod(path, 0o644)
     return card
