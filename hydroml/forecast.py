@@ -594,7 +594,8 @@ def forecast(
         First and last predicted day (inclusive). ``start`` defaults to the first day that has enough history.
         Input before ``start`` is used for the window (``sliding``) or the warm-up (``stateful``).
     mode : {"sliding", "stateful"}
-        Basin models only, see the module docstring; ignored for gridded models.
+        Basin models only, see the module docstring; ignored for gridded models (which also accept
+        ``"gridded"``).
     batch_size : int
         Windows per batch (``sliding``), basins per batch (``stateful``), time steps per batch (gridded).
     chunk_size : int
@@ -621,9 +622,9 @@ def forecast(
     ConfigError
         If ``mode`` is unknown.
     """
-    if mode not in MODES:
-        raise ConfigError(f"unknown forecast mode {mode!r}; valid modes: {', '.join(MODES)}")
     fm = _resolve_model(run_or_model)
+    if mode not in MODES and not (fm.gridded and mode == "gridded"):
+        raise ConfigError(f"unknown forecast mode {mode!r}; valid modes: {', '.join(MODES)}")
     ds = open_data(data)
     _check_vars(ds, fm.inputs, "dynamic inputs")
     _check_vars(ds, fm.static_inputs, "static inputs")
