@@ -46,6 +46,7 @@ def make_camels_like(
     seed: int = 0,
     start: str = "1990-01-01",
     target_nan_frac: float = 0.0,
+    dtype: str = "float32",
 ) -> xr.Dataset:
     """Synthetic CAMELS-shaped lumped data.
 
@@ -62,6 +63,8 @@ def make_camels_like(
         First day.
     target_nan_frac : float
         Fraction of target days set to NaN, in gaps of about 30 days (as gauges have).
+    dtype : {"float32", "float64"}
+        Storage type of the variables (CAMELS text files and Caravan NetCDF files are read as float64).
 
     Returns
     -------
@@ -109,7 +112,7 @@ def make_camels_like(
                 q[b, s : s + 30] = np.nan
     data[TARGET] = q
     ds = xr.Dataset(
-        {name: (("basin", "time"), arr) for name, arr in data.items()},
+        {name: (("basin", "time"), arr.astype(dtype, copy=False)) for name, arr in data.items()},
         coords={"basin": [f"{i:08d}" for i in range(n_basins)], "time": time},
         attrs={
             "title": "synthetic CAMELS-shaped data (hydroml benchmarks)",
@@ -126,7 +129,7 @@ def make_camels_like(
             v = rng.uniform(10, 3500, n_basins)
         else:
             v = rng.normal(0, 1, n_basins)
-        ds[name] = ("basin", v.astype(f32))
+        ds[name] = ("basin", v.astype(dtype))
     return ds
 
 

@@ -8,7 +8,8 @@ Measured per implementation
     discovery excluded for both) (hydroml: open the NetCDF file and build ``BasinDataset``; neuralhydrology: ``GenericDataset(cfg, is_train=True, period="train")``, which reads the
     per-basin NetCDF files, normalises and builds its lookup table; numba's JIT compilation of its validation
     function is done before the clock starts and reported apart as ``jit_s``).
-    ``peak_rss_mb``: the process's peak resident memory after building and iterating.
+    ``peak_rss_mb``: the process's peak resident memory after building and iterating (``baseline_rss_mb``: its
+    resident memory after imports, before building: torch alone is about 260 MB of it).
     ``index_bytes_per_sample``: hydroml: bytes of the sample index array; neuralhydrology: its ``lookup_table``
     dict counted with ``sys.getsizeof`` (the dict, each key, each ``(basin, [index])`` tuple, list and index
     object; basin strings shared, counted once).
@@ -48,9 +49,20 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
+def _rss_mb() -> float:
+    """Current resident memory (after imports: the interpreter's baseline), MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def _data_dir(args) -> Path:
     base = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "hydroml_bench_data"
-    return base / f"camels_like_b{args.basins}_y{args.years}_d{args.dynamic}_s{args.static}_seed{args.seed}"
+    return base / (
+        f"camels_like_b{args.basins}_y{args.years}_d{args.dynamic}_s{args.static}_seed{args.seed}_{args.dtype}"
+    )
 
 
 def _prepare(args) -> Path:
@@ -66,7 +78,9 @@ def _prepare(args) -> Path:
     need_generic = args.peer and not generic.is_file()
     if need_nc or need_generic:
         t0 = time.perf_counter()
-        ds = make_camels_like(args.basins, args.years, args.dynamic, args.static, seed=args.seed)
+        ds = make_camels_like(
+            args.basins, args.years, args.dynamic, args.static, seed=args.seed, dtype=args.dtype
+        )
         if need_nc:
             write_netcdf_atomic(ds, nc)
         if need_generic:
@@ -115,6 +129,7 @@ def worker_hydroml(args) -> dict:
 
     root = _data_dir(args)
     _warm_xarray()
+    baseline = _rss_mb()
     t0 = time.perf_counter()
     with xr.open_dataset(root / "lumped.nc") as f:
         ds = f.load()
@@ -133,6 +148,7 @@ def worker_hydroml(args) -> dict:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "index_bytes_per_sample": bd.index_bytes_per_sample,
         "samples_per_s": round(sps, 1),
+        "baseline_rss_mb": round(baseline, 1),
         "load_s": round(t1 - t0, 3),
         "index_build_s": round(t2 - t1, 3),
         "n_samples": len(bd),
@@ -214,6 +230,7 @@ def worker_neuralhydrology(args) -> dict:
         x_d=[z], x_s=None, y=[z[:, :1]], seq_length=[365], predict_last_n=[1], frequency_maps=[np.arange(400)]
     )
     jit_s = time.perf_counter() - tj
+    baseline = _rss_mb()
     t0 = time.perf_counter()
     nh = GenericDataset(cfg, is_train=True, period="train")
     build = time.perf_counter() - t0
@@ -228,6 +245,7 @@ def worker_neuralhydrology(args) -> dict:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "index_bytes_per_sample": round(lookup_bytes / len(nh), 1),
         "samples_per_s": round(sps, 1),
+        "baseline_rss_mb": round(baseline, 1),
         "jit_s": round(jit_s, 3),
         "n_samples": len(nh),
         "batches_timed": nb,
@@ -253,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dynamic", type=int, default=5)
     p.add_argument("--static", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default="float64",
+        help="storage type of the data files (float64 like CAMELS/Caravan files; both read the same files)",
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="iteration time per implementation")
     p.add_argument("--peer", action="store_true", help="also run neuralhydrology's GenericDataset")
     p.add_argument("--json", action="store_true", help="one JSON object per line per implementation")
@@ -276,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     passthrough = [
         f"--basins={args.basins}", f"--years={args.years}", f"--seq-len={args.seq_len}", f"--batch={args.batch}",
         f"--dynamic={args.dynamic}", f"--static={args.static}", f"--seed={args.seed}", f"--seconds={args.seconds}",
+        f"--dtype={args.dtype}",
     ]  # fmt: skip
     if args.workdir:
         passthrough.append(f"--workdir={args.workdir}")

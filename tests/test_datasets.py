@@ -482,3 +482,43 @@ def test_grid_demo_monthly(demo_cache):
     batch = test.get_batch(np.arange(8))
     assert batch["x"].shape == (8, 14, 16, 16) and torch.isfinite(batch["x"]).all()
     assert batch["mask"].float().mean() > 0.8
+
+
+@pytest.mark.shared_data
+def test_camels_us_4basins(shared_data):
+    from hydroml import catalog
+
+    raw = catalog.open("camels_us_4basins", root=shared_data)
+    dyn, stat = ["pr", "tasmax", "tasmin", "rsds", "vp"], ["area_km2", "elev", "p_mean", "aridity"]
+    train = BasinDataset(
+        raw, dyn, stat, ["q_mm"], 90, period=("2000-01-01", "2001-12-31"), log_transform=["q_mm"]
+    )
+    test = BasinDataset(
+        raw, dyn, stat, ["q_mm"], 90, period=("2002-01-01", "2003-12-31"), normaliser=train.normaliser
+    )
+    assert train.basins == [str(b) for b in raw.basin.values]
+    batch = test.get_batch(np.arange(len(test)))
+    ends = test.time[batch["time"].numpy()]
+    assert ends.min() >= pd.Timestamp("2002-01-01")
+    # the shared copy has no forcing after 2002: no sample may use a NaN input or have no finite target
+    assert torch.isfinite(batch["x_dynamic"]).all() and batch["mask"].all()
+    q = raw.q_mm.values
+    for k in range(0, len(test), 211):
+        b = int(batch["basin"][k])
+        ti = raw.indexes["time"].get_loc(ends[k])
+        np.testing.assert_allclose(
+            batch["x_dynamic"][k, :, 0].numpy(),
+            test.normaliser.transform("pr", raw.pr.values[b, ti - 89 : ti + 1]),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            test.normaliser.inverse("q_mm", batch["y"][k, 0, 0]).item(), q[b, ti], rtol=1e-4
+        )
+    x_all = raw[dyn].to_array().values
+    n_ok = sum(
+        int(np.isfinite(q[b, i]) and np.isfinite(x_all[:, b, i - 89 : i + 1]).all())
+        for b in range(4)
+        for i in range(raw.indexes["time"].get_loc(pd.Timestamp("2002-01-01")), raw.sizes["time"])
+    )
+    assert len(test) == n_ok

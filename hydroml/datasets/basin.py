@@ -332,6 +332,8 @@ class BasinDataset(torch.utils.data.Dataset):
         self._y = np.ascontiguousarray(y)
         self._index = index
         self._nt = nt
+        self._target_offsets = self.lead_time + np.arange(-self.predict_last_n + 1, 1)
+        self._daily_y_step = np.arange(self.seq_len - self.predict_last_n, self.seq_len)[None, :]
         # each window is one contiguous row of seq_len * n_features float32 in the flat storage
         self._rows = np.lib.stride_tricks.sliding_window_view(
             np.asarray(self._dyn).reshape(-1), self.seq_len * nf
@@ -518,20 +520,19 @@ class BasinDataset(torch.utils.data.Dataset):
         x = self._rows[start].reshape(len(b), self.seq_len, self.n_dynamic)  # one gather of contiguous rows
         n = self.predict_last_n
         if self.target_freq == "daily":
-            steps = t[:, None] + self.lead_time + np.arange(-n + 1, 1)
-            y = self._y[b[:, None], steps]
-            y_step = np.repeat(np.arange(self.seq_len - n, self.seq_len)[None, :], len(b), axis=0)
+            y = self._y[b[:, None], t[:, None] + self._target_offsets]
+            y_step = np.repeat(self._daily_y_step, len(b), axis=0)
         else:
             m = self._month_of_day[t][:, None] + self.lead_time + np.arange(-n + 1, 1)
             y = self._y[b[:, None], m]
             src_end = self.month_end[m - self.lead_time]
             y_step = src_end - (t[:, None] - self.seq_len + 1)
-        y_t = torch.from_numpy(np.ascontiguousarray(y))
+        y = np.ascontiguousarray(y)
         return {
             "x_dynamic": torch.from_numpy(x),
             "x_static": torch.from_numpy(self._stat[b]),
-            "y": y_t,
-            "mask": torch.isfinite(y_t),
+            "y": torch.from_numpy(y),
+            "mask": torch.from_numpy(np.isfinite(y)),
             "y_step": torch.from_numpy(np.ascontiguousarray(y_step, dtype=np.int64)),
             "basin": torch.from_numpy(b),
             "time": torch.from_numpy(t),

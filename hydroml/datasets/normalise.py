@@ -30,7 +30,7 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def nan_moments(values: np.ndarray, chunk: int = 1 << 24) -> tuple[float, float, int]:
+def nan_moments(values: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float, int]:
     """NaN-ignoring mean, standard deviation and count of an array, accumulated in float64 by chunks.
 
     Parameters
@@ -187,6 +187,8 @@ class Normaliser:
             import torch
 
             return torch.log(x + eps)
+        if hasattr(x, "dims"):  # xarray: keep the labels
+            return np.log((x + eps).where(x + eps > 0))
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.log(np.asarray(x) + np.asarray(eps, dtype=np.asarray(x).dtype))
         bad = np.isfinite(x) & ~np.isfinite(out)
