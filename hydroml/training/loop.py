@@ -204,7 +204,7 @@ def _validate(
     was_training = model.training
     model.eval()
     n = len(ds)
-    nb, nt = ds.n_basins, ds.n_time
+    nb, nt = len(ds.basins), len(ds.time)
     n_t = len(cfg.data.targets)
     sim = np.full((n_t, nb, nt), np.nan, np.float32)
     obs = np.full((n_t, nb, nt), np.nan, np.float32)
@@ -359,12 +359,12 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
         if writer is not None:
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             if data_normaliser is None:
-                data.normaliser.save(run_dir / "normalisation.json")
+                data.normaliser.to_json(run_dir / "normalisation.json")
         log.info(
             "%d training samples%s; %d basins; seq_len %d",
             len(data.train),
             f", {len(data.validation)} validation samples" if data.validation is not None else "",
-            data.train.n_basins,
+            len(data.train.basins),
             cfg.data.seq_len,
         )
 
@@ -410,6 +410,7 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
         if t.bf16 and not use_bf16:
             log.info("train.bf16 ignored on CPU (bf16 autocast is only used on GPU)")
         basin_std = data.basin_std.to(device)
+        val_std = data.val_basin_std.to(device) if data.val_basin_std is not None else None
         from hydroml.evaluation.losses import mse_loss, nse_loss
 
         es = cfg.early_stopping
@@ -470,7 +471,7 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             improved = data.validation is None
             stop = False
             if validate:
-                row.update(_validate(model, data.validation, cfg, device, t.loss, basin_std, data.normaliser))
+                row.update(_validate(model, data.validation, cfg, device, t.loss, val_std, data.normaliser))
                 score = row["val_loss"] if es.metric == "loss" else row[f"val_{es.metric}"]
                 if _better(es.metric, score, best, es.min_delta):
                     best, best_epoch, bad_epochs, improved = float(score), epoch, 0, True
