@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 NAME = "evaluate"
 HELP = "score predictions against observations: metrics per basin/cell (NetCDF, CSV), summary, figures"
@@ -12,15 +13,25 @@ DESCRIPTION = (
     "and the NSE skill over a benchmark (climatology by default: day-of-year mean for daily data, "
     "month-of-year for monthly). Observations come from --obs OBS.nc (variables of the same names), or from "
     "the prediction file itself (X_obs next to X_sim, X_pred or X), or --pair OBS_VAR:SIM_VAR. An ensemble "
-    "dimension 'member' adds CRPS and 90%% interval coverage/width. Writes metrics_<var>.nc/.csv and "
+    "dimension 'member' adds CRPS and 90% interval coverage/width. Writes metrics_<var>.nc/.csv and "
     "summary.csv (median and quartiles across basins) into --out, and with the maps extra: CDF of NSE/KGE, "
     "hydrographs of the best/median/worst basins, and a skill map for gridded outputs. Conventions: "
     "docs/metrics.md."
 )
+DESCRIPTION = textwrap.fill(DESCRIPTION, 100)  # the help keeps line breaks (RawDescriptionHelpFormatter)
+
+
+EXAMPLES = """examples:
+  hydroml evaluate pred.nc --obs camels_obs.nc --out eval/        # variables matched by name (e.g. q_mm)
+  hydroml evaluate Raven_q_sim.nc --pair q_obs:q_sim --out eval/  # observations inside the prediction file
+  hydroml evaluate et_pred.nc --obs et_obs.nc --ref-period 2001-01-01 2010-12-31 --period 2011 2019 --out eval/
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``hydroml evaluate``."""
+    parser.epilog = EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "pred", metavar="PRED.nc", help="predictions (NetCDF or zarr), e.g. from hydroml forecast"
     )
