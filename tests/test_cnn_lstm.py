@@ -152,16 +152,16 @@ def test_cnn_lstm_learns_demo_discharge(demo_cache, one_thread):
     inputs = ["pr", "tas", "evspsblpot"]
     kw = dict(basins=["demo_05"], static_maps=["elevation"])
     tr = BasinGridDataset(
-        g, w, inputs, ["q_mm"], 60, predict_last_n=30, period=("2001-01-01", "2008-12-31"), **kw
+        g, w, inputs, ["q_mm"], 45, predict_last_n=30, period=("2001-01-01", "2008-12-31"), **kw
     )
     te = BasinGridDataset(
-        g, w, inputs, ["q_mm"], 60, period=("2010-01-01", "2011-12-31"), normaliser=tr.normaliser, **kw
+        g, w, inputs, ["q_mm"], 45, period=("2010-01-01", "2011-12-31"), normaliser=tr.normaliser, **kw
     )
     torch.manual_seed(0)
     m = create("cnn_lstm", n_inputs=3, n_static_maps=1, conv_width=8, hidden_size=16)
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
-    pos = np.arange(len(tr))[::10]
+    pos = np.arange(len(tr))[::15]
     for _ in range(6):
         for s in np.array_split(rng.permutation(pos), max(1, len(pos) // 16)):
             b = tr.get_batch(s)
@@ -180,7 +180,8 @@ def test_cnn_lstm_learns_demo_discharge(demo_cache, one_thread):
     clim = q_tr.groupby(q_tr.index.day_of_year).mean()
     c = clim.reindex(te.time[b["time"].numpy()].day_of_year).values
     nse_clim = 1 - np.sum((c - obs) ** 2) / np.sum((obs - obs.mean()) ** 2)
-    assert nse > 0.5 and nse > nse_clim + 0.1, (nse, nse_clim)
+    # measured: NSE 0.56 against 0.08 for the climatology (6 epochs of 13 small batches)
+    assert nse > 0.4 and nse > nse_clim + 0.25, (nse, nse_clim)
 
 
 def test_moselle_basin_window(shared_data):
