@@ -329,17 +329,6 @@ def _avg_ranks(x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ranks, sv
 
 
-def _pearson(b: _Block, a: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Pearson correlation of masked arrays a, c (zeros at invalid pairs) row by row."""
-    ma = a.sum(-1) / b.nf
-    mc = c.sum(-1) / b.nf
-    da = np.where(b.m, a - ma[:, None], 0.0)
-    dc = np.where(b.m, c - mc[:, None], 0.0)
-    return np.einsum("ij,ij->i", da, dc) / np.sqrt(
-        np.einsum("ij,ij->i", da, da) * np.einsum("ij,ij->i", dc, dc)
-    )
-
-
 # --------------------------------------------------------------------------------------------------------------
 # metric kernels: f(block, **kw) -> array (rows,) or tuple of arrays
 def _k_nse(b: _Block) -> np.ndarray:
