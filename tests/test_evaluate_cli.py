@@ -207,3 +207,13 @@ def test_ensemble_predictions_get_crps(tmp_path):
     assert (res["crps_fair"] <= res["crps"]).all()
     files = report.write_report({"q": res}, tmp_path, pred=ds, figures=False)
     assert {f.name for f in files} == {"metrics_q.nc", "metrics_q.csv", "summary.csv"}
+
+
+def test_integer_time_skips_climatology_skill(caplog):
+    rng = np.random.default_rng(3)
+    o = rng.gamma(2, size=(3, 100))
+    ds = xr.Dataset({"q_obs": (("basin", "step"), o), "q": (("basin", "step"), o * 1.1)})
+    with caplog.at_level("WARNING", logger="hydroml"):
+        res = report.evaluate_datasets(None, ds, dim="step")["q"]
+    assert "nse" in res and not any(str(k).startswith("nse_skill") for k in res)
+    assert "not datetime64" in caplog.text

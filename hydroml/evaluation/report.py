@@ -181,18 +181,29 @@ def evaluate_datasets(
             raise DataError(f"observations {ov!r} and predictions {sv!r} share no {dim!r} values")
         res = m.evaluate(o, s_al, metrics, dim=dim, min_pairs=min_pairs)
         if reference:
-            if reference == "climatology":
+            if reference not in sk.REFERENCES:
+                raise DataError(f"unknown reference {reference!r}; available: {list(sk.REFERENCES)}")
+            if reference == "climatology" and not np.issubdtype(o_full[dim].dtype, np.datetime64):
+                log.warning(
+                    "%s: no climatology skill, the %r coordinate is not datetime64 (found %s)",
+                    name,
+                    dim,
+                    o_full[dim].dtype,
+                )
+                ref = None
+            elif reference == "climatology":
                 ref = sk.climatology(o_full, ref_period=ref_period, dim=dim)
             elif reference == "persistence":
                 ref = sk.persistence(o_full, dim=dim)
             elif reference == "mean_flow":
                 ref = sk.mean_flow(o_full, ref_period=ref_period, dim=dim)
-            else:
-                raise DataError(f"unknown reference {reference!r}; available: {list(sk.REFERENCES)}")
-            ref = ref.sel({dim: o[dim]})
-            valid = s_al.notnull() & ref.notnull()
-            res[f"nse_{reference}"] = m.nse(o.where(valid), ref, dim=dim, min_pairs=min_pairs)
-            res[f"nse_skill_{reference}"] = sk.skill_score("nse", o, s_al, ref, dim=dim, min_pairs=min_pairs)
+            if ref is not None:
+                ref = ref.sel({dim: o[dim]})
+                valid = s_al.notnull() & ref.notnull()
+                res[f"nse_{reference}"] = m.nse(o.where(valid), ref, dim=dim, min_pairs=min_pairs)
+                res[f"nse_skill_{reference}"] = sk.skill_score(
+                    "nse", o, s_al, ref, dim=dim, min_pairs=min_pairs
+                )
         if ens:
             oe, se = xr.align(o, s, join="inner")
             res["crps"] = p.crps_ensemble(oe, se, member_dim=member_dim, dim=dim, min_pairs=min_pairs)
