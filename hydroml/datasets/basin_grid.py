@@ -278,6 +278,27 @@ class BasinGridDataset(torch.utils.data.Dataset):
             batch["x_static_grid"] = self.x_static[b]
         return batch
 
+    def get_sequence(self, basin: str, start: Any, end: Any) -> dict[str, torch.Tensor]:
+        """One basin's whole input sequence ``start..end`` (inclusive) as a batch of one, for stateful inference.
+
+        The CNN-LSTM reads each step's frame independently, so one pass over a long sequence (after a warm-up)
+        replaces one window per predicted day. Returns the keys of :meth:`get_batch` without targets, with
+        ``x_grid`` ``[1, T, C, h, w]``.
+        """
+        k = self.basins.index(basin)
+        i0, i1 = self.time.get_indexer([pd.Timestamp(start), pd.Timestamp(end)])
+        if i0 < 0 or i1 < 0 or i1 < i0:
+            raise DataError(
+                f"sequence {start}..{end} is not inside the data ({self.time[0]}..{self.time[-1]})"
+            )
+        r, c = self.origins[k]
+        h, w = self.window
+        x = self.x[i0 : i1 + 1, r : r + h, c : c + w].permute(0, 3, 1, 2)[None].contiguous()
+        batch = {"x_grid": x, "cell_weight": self.cell_weight[k : k + 1], "basin": torch.tensor([k])}
+        if self.x_static is not None:
+            batch["x_static_grid"] = self.x_static[k : k + 1]
+        return batch
+
     def __getitem__(self, idx) -> dict[str, torch.Tensor]:
         return self.get_batch(idx)
 
