@@ -271,13 +271,13 @@ class _ZarrWriter:
         template = da.full(shape, np.nan, dtype=np.float32, chunks=chunks)
         keep = {k: c for k, c in coords.items() if set(c.dims) <= set(dims)}
         ds = xr.Dataset({name: (dims, template, attrs)}, coords=keep)
-        ds.to_zarr(self.tmp, mode="w", compute=False)
+        ds.to_zarr(self.tmp, mode="w", compute=False, consolidated=False)
         self._xr = xr
 
     def write(self, t: Tile, block: np.ndarray) -> None:
         ds = self._xr.Dataset({self.name: (self.dims, block)})
         region = {self.dims[-2]: slice(t.r0, t.r1), self.dims[-1]: slice(t.c0, t.c1)}
-        ds.to_zarr(self.tmp, region=region)
+        ds.to_zarr(self.tmp, region=region, consolidated=False)
 
     def close(self, ok: bool) -> Any:
         if not ok:
@@ -286,7 +286,7 @@ class _ZarrWriter:
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
-        return self._xr.open_zarr(self.path)[self.name]
+        return self._xr.open_zarr(self.path, consolidated=False)[self.name]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -396,8 +396,7 @@ def probe_receptive_field(
 
 
 def _probe_stride(model, in_channels, key, dtype, device, gen, radius: int) -> int:
-    m = radius + 64
-    L = 64
+    m, L = radius + 2, 32
     n = 2 * m + L + 64
     x = torch.randn(1, in_channels, n, n, generator=gen).to(device, dtype)
     tol = 1e-10 if dtype == torch.float64 else 1e-5
@@ -491,7 +490,7 @@ def tiled_predict(
     try:
         for t in tqdm(plan, progress=progress, desc="tiles"):
             block_in = reader.read(t)
-            nan_all = np.isnan(block_in).all(axis=1) if mask == "auto" else None
+            nan_all = np.isnan(block_in).all(axis=1) if isinstance(mask, str) and mask == "auto" else None
             xin = torch.from_numpy(np.nan_to_num(block_in, nan=fill_value)).to(device, dtype)
             with torch.inference_mode():
                 y = _call(model, xin, key)
