@@ -136,24 +136,43 @@ def _run_log(run_dir: Path | None) -> Iterator[None]:
             h.setLevel(logging.NOTSET)
 
 
+def _grouped_stages(model: torch.nn.Module, seq_len: int, batch: int, max_stages: int = 48) -> list[dict]:
+    """The model's per-step stages grouped into at most ``max_stages`` chunks (keeps the planner's DP small)."""
+    steps = model.stages(seq_len, batch)
+    size = math.ceil(len(steps) / max_stages)
+    out = []
+    for i in range(0, len(steps), size):
+        group = steps[i : i + size]
+        out.append(
+            {
+                "name": f"t{i}-{i + len(group) - 1}",
+                "activation_bytes": sum(g["activation_bytes"] for g in group),
+                "state_bytes": group[0]["state_bytes"],
+                "steps": len(group),
+            }
+        )
+    return out
+
+
 def _configure_checkpointing(model: torch.nn.Module, cfg: Config, local_batch: int) -> str:
+    """Apply ``train.memory_budget`` (planned by :func:`hydroml.memory.plan`) or ``train.checkpointing``.
+
+    The plan is computed from the model's analytic per-step estimates (``model.stages``), not from timings,
+    so it is the same in every process and after a resume (exact resume needs identical chunking).
+    """
     t = cfg.train
     if t.memory_budget is not None:
         budget = parse_bytes(t.memory_budget, "train.memory_budget")
         if not hasattr(model, "stages") or not hasattr(model, "set_checkpoint_schedule"):
-            raise ConfigError(f"train.memory_budget: model {cfg.model.name!r} does not describe its stages")
-        try:
-            from hydroml.memory import plan as _plan_mod  # noqa: F401
-            from hydroml.memory.plan import plan
-        except ImportError as err:
             raise ConfigError(
-                "train.memory_budget needs hydroml.memory (the planner is not available)"
-            ) from err
-        sched = plan(model.stages(cfg.data.seq_len, local_batch), budget)
-        items = sched.to_time_items()
-        model.set_checkpoint_schedule(items)
-        desc = sched.describe() if hasattr(sched, "describe") else str(items)
-        return f"planned under {t.memory_budget}: {desc}"
+                f"train.memory_budget: model {cfg.model.name!r} does not describe its stages; use the memory "
+                "planner directly (hydroml.memory) or train.checkpointing"
+            )
+        from hydroml import memory
+
+        sched = memory.plan(_grouped_stages(model, cfg.data.seq_len, local_batch), budget)
+        memory.apply(model, sched)
+        return f"planned for a {t.memory_budget} activation budget: {sched.describe()}"
     if t.checkpointing:
         if not hasattr(model, "set_checkpoint_schedule"):
             raise ConfigError(f"train.checkpointing: model {cfg.model.name!r} has no checkpointing switch")
