@@ -341,7 +341,7 @@ def build_problem(
         for v, s in zip(statics, st)
     ]
     x = np.stack(chans, axis=1).astype(np.float32)
-    x[:, :, ~valid] = np.nan
+    # NaN stay where the data have them (the model fills them), as hydroml.forecast does at inference
 
     frac = weights.fractions.toarray()
     cell_area = np.nan_to_num(np.asarray(weights.cell_area_km2, dtype=float))
