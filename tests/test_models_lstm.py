@@ -14,6 +14,15 @@ RECURRENT = [m for m in list_models() if m in {"lstm", "ealstm"}]
 F, S, N, H, B, T = 3, 4, 2, 8, 5, 24
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models: one thread is faster than two, and much faster on a shared CPU
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _batch(seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {"x_dynamic": torch.randn(B, T, F, generator=g), "x_static": torch.randn(B, S, generator=g)}

@@ -300,7 +300,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{run_dir} has no model.safetensors yet (no epoch finished)")
-    meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    model = build_model(config, meta.get("model_dims"))
+    model = build_model(config)
     load_weights(weights, model)
     return model.to(device).eval(), config, normaliser
