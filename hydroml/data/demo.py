@@ -658,13 +658,10 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def _encoding(ds: xr.Dataset) -> dict:
-    enc = {}
-    for name, v in ds.data_vars.items():
-        if v.dtype.kind == "f":
-            enc[name] = {"zlib": True, "complevel": 1, "_FillValue": np.float32(np.nan)}
-        else:
-            enc[name] = {"zlib": True, "complevel": 1}
-    return enc
+    # uncompressed: a cache (about 150 MB in all) written in a second rather than compressed in ten
+    return {
+        name: {"_FillValue": np.float32(np.nan)} for name, v in ds.data_vars.items() if v.dtype.kind == "f"
+    }
 
 
 def load_demo(
