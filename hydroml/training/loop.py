@@ -374,11 +374,11 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
         data_normaliser = None
         if resume is not None and (run_dir / "normalisation.json").is_file():
             data_normaliser = load_normaliser(run_dir / "normalisation.json")
-        data = prepare_data(cfg, normaliser=data_normaliser)
-        if writer is not None:
+        if writer is not None and resume is None:  # first thing written: a killed run is always resumable
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            if data_normaliser is None:
-                data.normaliser.to_json(run_dir / "normalisation.json")
+        data = prepare_data(cfg, normaliser=data_normaliser)
+        if writer is not None and data_normaliser is None:
+            data.normaliser.to_json(run_dir / "normalisation.json")
         log.info(
             "%d training samples%s; %d basins; seq_len %d",
             len(data.train),
