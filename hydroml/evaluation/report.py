@@ -300,7 +300,9 @@ def plot_cdf(
             + (f", {below} < {lower}" if below else "")
             + ")"
         )
-        ax.step(np.clip(a, lower, None), y, where="post", label=label)
+        xs = np.concatenate([[lower], np.clip(a, lower, None), [max(1.0, a[-1])]])
+        ys = np.concatenate([[0.0], y, [1.0]])
+        ax.step(xs, ys, where="post", label=label)
     ax.set_xlim(lower, 1.0)
     ax.set_ylim(0, 1)
     ax.set_xlabel("score")
