@@ -217,3 +217,15 @@ def test_integer_time_skips_climatology_skill(caplog):
         res = report.evaluate_datasets(None, ds, dim="step")["q"]
     assert "nse" in res and not any(str(k).startswith("nse_skill") for k in res)
     assert "not datetime64" in caplog.text
+
+
+def test_unit_mismatch_is_an_error(tmp_path, capsys):
+    t = pd.date_range("2000-01-01", periods=50)
+    o = xr.Dataset({"q": ("time", np.arange(50.0), {"units": "m3 s-1"})}, coords={"time": t})
+    p = xr.Dataset({"q": ("time", np.arange(50.0), {"units": "mm day-1"})}, coords={"time": t})
+    o.to_netcdf(tmp_path / "o.nc")
+    p.to_netcdf(tmp_path / "p.nc")
+    rc = main(
+        ["evaluate", str(tmp_path / "p.nc"), "--obs", str(tmp_path / "o.nc"), "--out", str(tmp_path / "x")]
+    )
+    assert rc == 1 and "'m3 s-1' but predictions 'q' in 'mm day-1'" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hydroml._io import atomic_path, write_netcdf_atomic
-from hydroml.exceptions import DataError, require
+from hydroml.exceptions import DataError, UnitError, require
 
 log = logging.getLogger("hydroml.evaluation")
 
@@ -170,6 +170,12 @@ def evaluate_datasets(
         if sv not in pred.data_vars:
             raise DataError(f"prediction variable {sv!r} not found; available: {sorted(pred.data_vars)}")
         o_full, s = src[ov], pred[sv]
+        uo, us = o_full.attrs.get("units"), s.attrs.get("units")
+        if uo and us and str(uo).strip() != str(us).strip():
+            raise UnitError(
+                f"observations {ov!r} are in {uo!r} but predictions {sv!r} in {us!r}; convert one of them first "
+                "(hydroml.data converts to canonical units)"
+            )
         if dim not in s.dims:
             raise DataError(f"prediction {sv!r} has no dimension {dim!r}; its dimensions are {tuple(s.dims)}")
         ens = member_dim in s.dims and member_dim not in o_full.dims
