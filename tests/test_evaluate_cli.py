@@ -81,6 +81,7 @@ def test_evaluate_separate_obs_file_basins(camels_files, tmp_path):
             "--ref-period",
             "2000-01-01",
             "2000-12-31",
+            "--no-figures",  # figures are tested on the Raven and gridded cases
         ]
     )
     assert rc == 0
@@ -93,6 +94,7 @@ def test_evaluate_separate_obs_file_basins(camels_files, tmp_path):
     np.testing.assert_allclose(
         res["nse_skill_climatology"].values, ev.skill_score("nse", o, pred.q, clim).values, rtol=1e-10
     )
+    assert not list(out.glob("*.png"))
     csv = pd.read_csv(out / "metrics_q.csv", index_col=0, dtype={"basin": str})
     assert list(csv.index) == list(CAMELS_IDS) and "alpha" in csv.columns
     summary = pd.read_csv(out / "summary.csv", index_col=[0, 1])
