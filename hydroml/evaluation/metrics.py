@@ -722,6 +722,9 @@ def evaluate(
     if unknown:
         raise ConfigError(f"unknown metric(s) {unknown}; available: {sorted(METRICS)}")
     options = options or {}
+    bad = [k for k in options if k not in names]
+    if bad:
+        raise ConfigError(f"options given for metric(s) {bad} that are not computed ({names})")
     if _is_xr(obs) or _is_xr(sim):
         if axis is not None:
             raise ConfigError("evaluate: axis= is for NumPy inputs; xarray inputs take dim=")
