@@ -214,6 +214,8 @@ class BasinDataset(torch.utils.data.Dataset):
         self.period = (start, end)
         nb, nt = ds.sizes["basin"], len(self.time)
         in_period = np.asarray((self.time >= start) & (self.time <= end))
+        p0 = int(np.argmax(in_period)) if in_period.any() else 0
+        period_cols = slice(p0, p0 + int(in_period.sum()))  # the period is one contiguous block of columns
 
         # ---------------------------------------------------------------- raw arrays -> normalised storage
         fit = normaliser is None
@@ -241,7 +243,7 @@ class BasinDataset(torch.utils.data.Dataset):
         for f, name in enumerate(bar):
             a = raw(name)
             if fit:
-                self.normaliser.fit_array(name, a[:, in_period], log=name in logs, eps=eps)
+                self.normaliser.fit_array(name, a[:, period_cols], log=name in logs, eps=eps)
             a = self.normaliser.transform(name, a)
             nan_a = ~np.isfinite(a)
             nan_in |= nan_a
@@ -271,7 +273,7 @@ class BasinDataset(torch.utils.data.Dataset):
             for k, name in enumerate(self.targets):
                 a = raw(name)
                 if fit:
-                    self.normaliser.fit_array(name, a[:, in_period], log=name in logs, eps=eps)
+                    self.normaliser.fit_array(name, a[:, period_cols], log=name in logs, eps=eps)
                 y[:, :, k] = self.normaliser.transform(name, a)
             self.month_end = None
         else:

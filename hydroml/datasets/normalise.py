@@ -30,38 +30,49 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def nan_moments(values: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float, int]:
-    """NaN-ignoring mean, standard deviation and count of an array, accumulated in float64 by chunks.
+def nan_moments(values: np.ndarray, chunk: int = 1 << 21) -> tuple[float, float, int]:
+    """NaN-ignoring mean, standard deviation and count of an array, accumulated in float64 by blocks.
 
     Parameters
     ----------
     values : numpy.ndarray
-        Any shape, any float dtype (float32 stays float32 in memory; only a chunk is promoted at a time).
+        Any shape, any float dtype, contiguous or a strided view (float32 stays float32 in memory; only a block
+        of about ``chunk`` elements is promoted at a time, and views are not copied whole).
     chunk : int
-        Elements per chunk.
+        Elements per block.
 
     Returns
     -------
     mean, std, count : float, float, int
-        ``nan`` for mean and std when no finite value exists. The standard deviation is the population one.
+        ``nan`` for mean and std when no finite value exists. The standard deviation is the population one,
+        from a second pass over the centred values (accurate for large offsets).
     """
-    flat = np.asarray(values).reshape(-1)
+    a = np.asarray(values)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if a.ndim == 1:
+        a = a.reshape(1, -1)
+    rows = max(1, chunk // max(1, int(np.prod(a.shape[1:]))))
+    blocks = [a[i : i + rows] for i in range(0, a.shape[0], rows)]
+
+    def finite(block):
+        ok = np.isfinite(block)
+        return (block, None) if ok.all() else (block[ok], ok)
+
     n = 0
     s = 0.0
-    # two passes (mean, then centred sum of squares) for accuracy
-    for i in range(0, flat.size, chunk):
-        c = flat[i : i + chunk].astype(np.float64)
-        ok = np.isfinite(c)
-        n += int(ok.sum())
-        s += float(c[ok].sum())
+    for block in blocks:
+        b, _ = finite(block)
+        n += b.size
+        s += float(np.add.reduce(b, axis=None, dtype=np.float64))
     if n == 0:
         return math.nan, math.nan, 0
     mean = s / n
     ss = 0.0
-    for i in range(0, flat.size, chunk):
-        c = flat[i : i + chunk].astype(np.float64)
-        c = c[np.isfinite(c)] - mean
-        ss += float(c @ c)
+    for block in blocks:
+        b, _ = finite(block)
+        d = np.subtract(b, mean, dtype=np.float64).ravel()  # a fresh contiguous block: ravel is a view
+        ss += float(d @ d)
     return mean, math.sqrt(ss / n), n
 
 
