@@ -278,3 +278,18 @@ def test_forecast_writes_the_corrected_grid_as_cf(demo, tmp_path, monkeypatch):
         assert "evapotranspiration" in v.attrs["standard_name"] and "month" in v.attrs["units"]
         land = problem.valid
         np.testing.assert_allclose(v.values[:, land], ref[:, land], rtol=1e-4, atol=1e-3)
+
+
+def test_kfold_scores_every_unit_out_of_fold(demo, one_thread):
+    problem, _ = demo
+    oof, folds = closure.kfold(problem, k=2, seed=0, epochs=1, windows_per_step=96)
+    tested = sorted(u for f in folds for u in f["test_units"])
+    assert tested == sorted(problem.units)  # every unit held out exactly once
+    for f in folds:
+        assert not set(f["test_units"]) & set(f["train_units"])
+        assert {"residual_mae", "nse_cell_median"} <= set(f["after"]) and f["before"]["n_units"] == len(
+            f["test_units"]
+        )
+    # out-of-fold cells differ from the product (a trained correction was applied everywhere)
+    land = problem.valid
+    assert np.nanmean(np.abs(oof[:, land] - problem.product[:, land])) > 0.01
