@@ -10,7 +10,8 @@ with a coast in the south-west and mountains in the north-east), 2000-01-01 to 2
   reference evaporation from ``rsds`` and ``tas``);
 - static maps: elevation, land mask, forest fraction, soil capacity, D8 flow direction, upstream area, cell area;
 - five **nested** basins, as masks, draining through a flow-direction tree (priority-flood on the elevation);
-- a water-balance model run per land cell: snow (degree-day melt), a soil store (HBV-style recharge, actual
+- a water-balance model run per land cell: snow (degree-day melt; snow above 1000 mm w.e. slides down at 2 % a
+  day, so no glacier grows), a soil store (HBV-style recharge, actual
   evaporation limited by soil moisture), a fast and a slow linear reservoir; cell runoff is routed to each gauge
   with a travel-time delay along the flow path. It yields the daily discharge at the outlets and the **true**
   actual evaporation per cell.
@@ -20,7 +21,8 @@ round-off, where ``tws`` is the cell storage (snow + soil + reservoirs). Per bas
 = 0`` where the basin ``tws`` also holds the water travelling in the channels.
 
 Use :func:`load_demo`, which generates the data once (a few seconds) into a cache directory
-(``HYDROML_CACHE`` or ``~/.cache/hydroml``) as NetCDF and reads it from there afterwards.
+(``HYDROML_CACHE`` or ``~/.cache/hydroml``) as NetCDF and reads it from there afterwards. Changing what the
+generator produces must bump ``DEMO_VERSION`` (cached files and the zoo models trained on the demo depend on it).
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def generate_demo(config: DemoConfig | None = None) -> dict[str, xr.Dataset]:
         raise DataError(f"demo period {cfg.start}..{cfg.end} is shorter than one year")
     nt = len(time)
     ns = cfg.spinup_days
-    # spin-up: the first year(s) of the forcing repeated before the period
+    # spin-up: the model first runs over `spinup_days` of its own synthetic weather before the period (dropped)
     spin = pd.date_range(end=time[0] - pd.Timedelta(days=1), periods=ns, freq="D")
     doy_all = np.concatenate([spin.day_of_year.values, time.day_of_year.values])
     n_all = ns + nt
@@ -216,12 +218,10 @@ def generate_demo(config: DemoConfig | None = None) -> dict[str, xr.Dataset]:
     outlet = np.unravel_index(int(np.argmin(cand)), cand.shape)
     down, order, dist = _flow_tree(elev, land, outlet, cell_dx)
     n = ny * nx
-    upcells = np.zeros(n)
     uparea = np.where(land.ravel(), area.ravel(), 0.0)
-    for c in order[::-1]:
+    for c in order[::-1]:  # upstream before downstream
         if down[c] >= 0:
             uparea[down[c]] += uparea[c]
-            upcells[down[c]] += 1
     flowdir = np.zeros(n, dtype=np.int16)
     for c in order:
         d = down[c]
