@@ -2,11 +2,13 @@
 
 - :class:`BasinDataset`: lumped (basin) data for LSTM-type models, batches gathered at once.
 - :class:`GridDataset`: (time window, spatial tile) samples of gridded data for CNNs.
+- :class:`BatchSampler`: whole batches, shuffled per epoch, split across ranks.
 - :class:`Normaliser`: statistics fitted on the training period and basins only, saved as JSON.
 - splits: :func:`split_by_period`, :func:`split_by_basins`, :func:`kfold_basins`.
 """
 
 from hydroml.datasets.basin import BasinDataset, BatchSampler
+from hydroml.datasets.grid import GridDataset
 from hydroml.datasets.normalise import Normaliser
 from hydroml.datasets.splits import Split, kfold_basins, split_by_basins, split_by_period
 
@@ -20,11 +22,3 @@ __all__ = [
     "split_by_basins",
     "split_by_period",
 ]
-
-
-def __getattr__(name: str):
-    if name == "GridDataset":
-        from hydroml.datasets.grid import GridDataset
-
-        return GridDataset
-    raise AttributeError(f"module 'hydroml.datasets' has no attribute {name!r}")
