@@ -21,7 +21,16 @@ import torch.distributed as dist
 
 log = logging.getLogger("hydroml.training")
 
-__all__ = ["DistInfo", "setup", "teardown", "epoch_order", "global_batches", "shard", "all_reduce_sum"]
+__all__ = [
+    "DistInfo",
+    "setup",
+    "teardown",
+    "epoch_order",
+    "global_batches",
+    "shard",
+    "all_reduce_sum",
+    "broadcast_str",
+]
 
 
 @dataclass(frozen=True)
@@ -107,10 +116,16 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
-def broadcast_object(obj, info: DistInfo):
-    """Rank 0's ``obj`` on every process."""
+def broadcast_str(text: str | None, info: DistInfo) -> str | None:
+    """Rank 0's string on every process (sent as UTF-8 bytes in a tensor; no pickle)."""
     if not info.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+        return text
+    data = (text or "").encode() if info.is_main else b""
+    n = torch.tensor([len(data)], dtype=torch.int64)
+    dist.broadcast(n, src=0)
+    buf = torch.zeros(int(n), dtype=torch.uint8)
+    if info.is_main:
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else buf
+    dist.broadcast(buf, src=0)
+    out = bytes(buf.tolist()).decode()
+    return out or None

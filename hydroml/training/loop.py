@@ -364,7 +364,7 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
         run_dir = make_run_dir(runs_dir, cfg.name)
     else:
         run_dir = None
-    run_dir = Path(D.broadcast_object(str(run_dir) if run_dir else None, info))
+    run_dir = Path(D.broadcast_str(str(run_dir) if run_dir else None, info))
     writer = run_dir if info.is_main else None
 
     with _run_log(writer):
