@@ -66,6 +66,7 @@ __all__ = [
     "Segment",
     "Schedule",
     "plan",
+    "min_budget",
     "sqrt_schedule",
     "store_all",
     "evaluate",
@@ -554,6 +555,34 @@ def _dp(costs: list, budget: float, slots: int):
         return items
 
     return C[0, n, _NONE], build
+
+
+def min_budget(costs: Any, *, slots: int = 400, persistent_bytes: int | None = None) -> int:
+    """About the smallest budget any schedule fits (to ``store-all / slots`` resolution).
+
+    Parameters
+    ----------
+    costs : Profile, list of StageCost, or list of dict
+        Stage costs.
+    slots : int
+        Resolution of the search.
+    persistent_bytes : int, optional
+        As for :func:`plan`.
+
+    Returns
+    -------
+    int
+        Bytes; :func:`plan` succeeds with this budget.
+    """
+    pers = (
+        int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
+    )
+    costs = _as_costs(costs)
+    total, _ = evaluate([Store(i) for i in range(len(costs))], costs)
+    unit = max(total, 1) / slots
+    C_all, _ = _dp(costs, max(total, 1), slots)
+    ok = np.flatnonzero(np.isfinite(C_all))
+    return pers + int(math.ceil((ok[0] + 1) * unit)) if ok.size else pers + total
 
 
 def plan(

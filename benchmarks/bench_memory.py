@@ -1,0 +1,547 @@
+"""Memory benchmark of hydroml.memory: checkpointing plans, reversible blocks, tiled inference, catchment training.
+
+Every measurement runs in a fresh subprocess so that the process peak (``VmHWM`` of ``/proc/self/status``) is its
+own. Per measurement:
+
+- ``peak_saved_bytes``: peak of live tensors saved for backward during one training step
+  (``hydroml.memory.SavedTensorCounter``: ``saved_tensors_hooks``, deduplicated by storage, parameters excluded);
+- ``peak_alloc_mb``: peak of bytes allocated by torch during one step, from ``torch.profiler`` with
+  ``profile_memory=True`` (sees kernel workspaces such as oneDNN's LSTM buffers that tensor counters miss);
+- ``peak_rss_mb``: the process peak (VmHWM), ``base_rss_mb`` the resident size before the first step;
+- ``step_s``: median wall time of the timed training steps (inference: of the whole prediction).
+
+Cases (issue 5): ``lstm`` (seq 365, hidden 256, batch 256: none / sqrt / plan at several budgets), ``unet``
+(depth 4, 512 x 512, batch 8: none / sqrt / plan / reversible), ``tiled`` (unet inference on 8192 x 8192 x 12
+read lazily from a NetCDF file, against untiled inference on grids that fit), ``catchment`` (catchment-sum
+training on 1440 x 720: whole grid against two-pass tiled, gradients compared).
+
+Usage::
+
+    python benchmarks/bench_memory.py            # table
+    python benchmarks/bench_memory.py --json     # plus one JSON object per line
+    python benchmarks/bench_memory.py --quick    # small sizes (a minute or two)
+    python benchmarks/bench_memory.py --cases lstm unet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+# --------------------------------------------------------------------------------------------------------------
+# sizes
+
+FULL = {
+    "lstm": {"batch": 256, "seq": 365, "hidden": 256, "n_in": 25, "chunk": 5, "steps": 2},
+    "unet": {"batch": 8, "size": 512, "channels": 12, "width": 16, "depth": 4, "steps": 1},
+    "tiled": {"size": 8192, "channels": 12, "width": 8, "depth": 4, "tile": 2048, "fit_sizes": [2048, 4096]},
+    "catchment": {
+        "h": 720,
+        "w": 1440,
+        "channels": 12,
+        "width": 16,
+        "depth": 4,
+        "tile": 192,
+        "catchments": 300,
+    },
+}
+QUICK = {
+    "lstm": {"batch": 64, "seq": 120, "hidden": 128, "n_in": 25, "chunk": 4, "steps": 1},
+    "unet": {"batch": 2, "size": 256, "channels": 12, "width": 8, "depth": 4, "steps": 1},
+    "tiled": {"size": 2048, "channels": 12, "width": 8, "depth": 4, "tile": 512, "fit_sizes": [1024]},
+    "catchment": {"h": 360, "w": 720, "channels": 12, "width": 8, "depth": 4, "tile": 128, "catchments": 100},
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# worker side
+
+
+def _vm(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _profiler_peak_mb(fn) -> float:
+    """Peak of torch-allocated bytes (MiB) during ``fn()``, from torch.profiler's memory events."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # every op's *self* allocation balance (children excluded) and the unattributed "[memory]" events, in
+    # chronological order: the running sum is the allocated bytes, per-op granularity
+    events = [(e.time_range.start, e.self_cpu_memory_usage) for e in prof.events()]
+    events.sort()
+    cur = peak = 0
+    for _, b in events:
+        cur += b
+        peak = max(peak, cur)
+    del torch
+    return peak / 2**20
+
+
+def _median_time(fn, n: int) -> float:
+    times = []
+    for _ in range(max(1, n)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
+    import torch
+    from torch import nn
+
+    from hydroml import memory
+
+    torch.manual_seed(0)
+    B, T, H, F = sz["batch"], sz["seq"], sz["hidden"], sz["n_in"]
+    lstm = nn.LSTM(F, H, batch_first=True)
+    head = nn.Linear(H, 1)
+    params = list(lstm.parameters()) + list(head.parameters())
+    x = torch.randn(B, T, F)
+    y = torch.randn(B, T, 1)
+
+    class Chunk(nn.Module):
+        """(x, [h, c,] *ys) -> (x, h, c, *ys, head(lstm(x[t0:t1])))"""
+
+        def __init__(self, t0: int, t1: int, first: bool):
+            super().__init__()
+            self.lstm, self.head, self.t0, self.t1, self.first = lstm, head, t0, t1, first
+
+        def forward(self, s):
+            if self.first:
+                xx, *ys = s
+                hc = None
+            else:
+                xx, h, c, *ys = s
+                hc = (h, c)
+            out, (h, c) = self.lstm(xx[:, self.t0 : self.t1], hc)
+            return (xx, h, c, *ys, self.head(out))
+
+    chunk = sz["chunk"]
+    bounds = [(t, min(T, t + chunk)) for t in range(0, T, chunk)]
+    stages = [Chunk(a, b, k == 0) for k, (a, b) in enumerate(bounds)]
+    chain = memory.Chain(stages, (x,), lambda s: torch.cat(s[3:], dim=1), steps=[b - a for a, b in bounds])
+
+    extra: dict = {}
+    if method == "none":
+
+        def forward():
+            out, _ = lstm(x)
+            return head(out)
+
+    else:
+        prof = memory.profile(chain, None, step=False, warmup=False, repeat=1)
+        if method == "sqrt":
+            sched = memory.sqrt_schedule(prof)
+        else:
+            if budget is not None and budget < 0:
+                budget = memory.min_budget(prof)
+            sched = memory.plan(prof, budget)
+        extra = {
+            "predicted_peak_bytes": sched.predicted_peak_bytes,
+            "recompute_ratio": round(sched.recompute_ratio, 3),
+            "schedule": sched.describe()[:120],
+        }
+
+        def forward():
+            return chain.output(memory.run_chain(stages, (x,), sched))
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = (forward() - y).square().mean()
+        loss.backward()
+
+    return _train_measure(step, params, sz["steps"], extra)
+
+
+def _train_measure(step, params, steps: int, extra: dict) -> dict:
+    from hydroml import memory
+
+    base = _vm("VmRSS")
+    step()  # warm-up (oneDNN primitives, allocator)
+    with memory.SavedTensorCounter(exclude=params) as counter:
+        t0 = time.perf_counter()
+        step()
+        first = time.perf_counter() - t0
+    step_s = _median_time(step, steps - 1) if steps > 1 else first
+    rss = _vm("VmHWM")
+    alloc = _profiler_peak_mb(step)
+    return {
+        "peak_saved_bytes": int(counter.peak_bytes),
+        "peak_rss_mb": round(rss, 1),
+        "base_rss_mb": round(base, 1),
+        "peak_alloc_mb": round(alloc, 1),
+        "step_s": round(step_s, 3),
+        **extra,
+    }
+
+
+def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
+    import torch
+
+    from hydroml import memory
+    from hydroml.models import create
+
+    torch.manual_seed(0)
+    B, S, C = sz["batch"], sz["size"], sz["channels"]
+    rev = method.startswith("reversible")
+    model = create(
+        "unet", in_channels=C, base_width=sz["width"], depth=sz["depth"], reversible=rev, reversible_blocks=3
+    )
+    if method == "reversible_stored":  # the same network, activations stored (ordinary autograd)
+        for mod in model.modules():
+            if hasattr(mod, "memory_saving"):
+                mod.memory_saving = False
+    x = torch.randn(B, C, S, S)
+    y = torch.randn(B, 1, S, S)
+    extra: dict = {}
+    if method in ("sqrt", "plan"):
+        prof = memory.profile(model, {"x": x}, step=False, warmup=False, repeat=1)
+        if method == "sqrt":
+            sched = memory.sqrt_schedule(prof)
+        else:
+            if budget is not None and budget < 0:
+                budget = memory.min_budget(prof)
+            sched = memory.plan(prof, budget)
+        memory.apply(model, sched)
+        extra = {
+            "predicted_peak_bytes": sched.predicted_peak_bytes,
+            "recompute_ratio": round(sched.recompute_ratio, 3),
+            "schedule": sched.describe()[:120],
+        }
+    params = list(model.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = (model({"x": x})["y_hat"] - y).square().mean()
+        loss.backward()
+
+    return _train_measure(step, params, sz["steps"], extra)
+
+
+def _make_input(path: Path, size: int, channels: int) -> None:
+    """A NetCDF file [channel, y, x] of smooth random fields, written in row blocks (never whole in memory)."""
+    import netCDF4
+    import numpy as np
+
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp.nc")
+    rng = np.random.default_rng(0)
+    with netCDF4.Dataset(tmp, "w") as ds:
+        ds.createDimension("channel", channels)
+        ds.createDimension("y", size)
+        ds.createDimension("x", size)
+        v = ds.createVariable("x_in", "f4", ("channel", "y", "x"), chunksizes=(1, 512, 512))
+        block = 512
+        for r in range(0, size, block):
+            n = min(block, size - r)
+            yy = np.arange(r, r + n)[:, None] / size
+            xx = np.arange(size)[None, :] / size
+            for c in range(channels):
+                field = np.sin(6.28 * (c + 1) * xx) * np.cos(3.14 * (c + 2) * yy)
+                v[c, r : r + n] = (field + 0.1 * rng.standard_normal((n, size))).astype(np.float32)
+    os.replace(tmp, path)
+
+
+def _tiled_worker(method: str, budget: int | None, sz: dict, size: int, workdir: Path) -> dict:
+    import numpy as np
+    import torch
+    import xarray as xr
+
+    from hydroml import memory
+    from hydroml.models import create
+
+    torch.manual_seed(0)
+    C = sz["channels"]
+    model = create("unet", in_channels=C, base_width=sz["width"], depth=sz["depth"]).eval()
+    path = workdir / f"input_{size}.nc"
+    base = _vm("VmRSS")
+    with xr.open_dataset(path) as ds:
+        da = ds["x_in"]  # lazy, file-backed: tile windows are read on demand
+        if method == "untiled":
+            t0 = time.perf_counter()
+            x = torch.from_numpy(np.asarray(da.values))[None]
+            with torch.inference_mode():
+                out = model({"x": x})["y_hat"][0].numpy()
+            del x
+            step_s = time.perf_counter() - t0
+            np.save(workdir / f"untiled_{size}.npy", out[:, ::97, ::89])  # a sample for the comparison
+            del out
+        else:
+            t0 = time.perf_counter()
+            out = memory.tiled_predict(
+                model, da, tile=sz["tile"], out=workdir / f"tiled_{size}.nc", progress=False
+            )
+            step_s = time.perf_counter() - t0
+            np.save(workdir / f"tiled_{size}.npy", out[:, ::97, ::89].values)  # strided read, not the grid
+            out.close()
+    rf = model.receptive_field()
+    return {
+        "peak_saved_bytes": 0,
+        "peak_rss_mb": round(_vm("VmHWM"), 1),
+        "base_rss_mb": round(base, 1),
+        "step_s": round(step_s, 3),
+        "grid": f"{size}x{size}x{C}",
+        "mpix_per_s": round(size * size / step_s / 1e6, 3),
+        "halo": rf.halo,
+    }
+
+
+def _catchment_problem(sz: dict):
+    import numpy as np
+    import scipy.sparse as sp
+
+    H, W, K = sz["h"], sz["w"], sz["catchments"]
+    rng = np.random.default_rng(0)
+    # blocky catchments: K random rectangles' labels on a coarse grid, upsampled
+    coarse = rng.integers(0, K, size=(H // 24 + 1, W // 24 + 1))
+    labels = np.kron(coarse, np.ones((24, 24), int))[:H, :W]
+    labels[: H // 6] = -1  # polar cells outside every catchment
+    rows, cols = np.nonzero(labels >= 0)
+    area = np.cos(np.deg2rad(90 - 180 * (rows + 0.5) / H))  # cell area ~ cos(latitude)
+    w = sp.csr_matrix((area, (labels[rows, cols], rows * W + cols)), shape=(K, H * W))
+    x = rng.standard_normal((1, sz["channels"], H, W)).astype(np.float32)
+    target = rng.normal(size=(1, 1, K)).astype(np.float32) * float(np.asarray(w.sum(axis=1)).mean())
+    return x, w, target
+
+
+def _catchment_worker(method: str, budget: int | None, sz: dict, workdir: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from hydroml import memory
+    from hydroml.models import create
+
+    torch.manual_seed(0)
+    x, w, target = _catchment_problem(sz)
+    model = create("unet", in_channels=sz["channels"], base_width=sz["width"], depth=sz["depth"], norm="none")
+    params = list(model.parameters())
+    tgt = torch.from_numpy(target)
+    scale = float(np.abs(target).mean())
+
+    def loss_fn(s):
+        return ((s - tgt) / scale).square().mean()
+
+    if method == "whole":
+        wt = torch.sparse_csr_tensor(
+            torch.from_numpy(w.indptr).long(), torch.from_numpy(w.indices).long(),
+            torch.from_numpy(w.data).float(), size=w.shape,
+        )  # fmt: skip
+        xt = torch.from_numpy(x)
+
+        def step():
+            for p in params:
+                p.grad = None
+            y = model({"x": xt})["y_hat"]  # [1, 1, H, W]
+            sums = (wt @ y.reshape(-1, 1)).reshape(1, 1, -1)
+            loss_fn(sums).backward()
+
+    else:
+
+        def step():
+            for p in params:
+                p.grad = None
+            memory.catchment_backward(model, x, w, loss_fn, tile=sz["tile"], progress=False)
+
+    res = _train_measure(step, params, 1, {"grid": f"{sz['h']}x{sz['w']}", "tile": sz["tile"]})
+    grads = np.concatenate([p.grad.detach().numpy().ravel() for p in params])
+    np.save(workdir / f"catchment_grads_{method}.npy", grads)
+    return res
+
+
+def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    sz = (QUICK if args.quick else FULL)[args.case]
+    workdir = Path(args.workdir)
+    if args.case == "lstm":
+        res = _lstm_worker(args.method, args.budget, sz)
+    elif args.case == "unet":
+        res = _unet_worker(args.method, args.budget, sz)
+    elif args.case == "tiled":
+        res = _tiled_worker(args.method, args.budget, sz, args.size, workdir)
+    else:
+        res = _catchment_worker(args.method, args.budget, sz, workdir)
+    res = {"case": args.case, "method": args.method, "budget_bytes": args.budget, **res}
+    if res["budget_bytes"] is not None and res["budget_bytes"] < 0:
+        res["budget_bytes"] = res.get("predicted_peak_bytes")
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# driver side
+
+
+def _run(
+    case: str, method: str, quick: bool, workdir: Path, budget: int | None = None, size: int | None = None
+):
+    cmd = [
+        sys.executable,
+        str(HERE),
+        "--worker",
+        "--case",
+        case,
+        "--method",
+        method,
+        "--workdir",
+        str(workdir),
+    ]
+    if quick:
+        cmd.append("--quick")
+    if budget is not None:
+        cmd += ["--budget", str(int(budget))]
+    if size is not None:
+        cmd += ["--size", str(size)]
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads on a shared, oversubscribed machine
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res = json.loads(line[7:])
+            res["wall_s"] = round(time.perf_counter() - t0, 1)
+            return res
+    sys.stderr.write(f"{case}/{method} failed:\n{proc.stderr[-3000:]}\n")
+    return {"case": case, "method": method, "budget_bytes": budget, "error": proc.stderr.strip()[-300:]}
+
+
+def _fmt_bytes(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.1f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", action="store_true", help="also print one JSON object per measurement")
+    p.add_argument("--quick", action="store_true", help="small sizes")
+    p.add_argument("--cases", nargs="+", default=["lstm", "unet", "tiled", "catchment"])
+    p.add_argument("--workdir", default=None, help="where input files go (default: a temporary directory)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--budget", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    tmp = None
+    if args.workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="bench_memory_")
+        workdir = Path(tmp.name)
+    else:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    sizes = QUICK if args.quick else FULL
+    results = []
+
+    def add(res):
+        results.append(res)
+        msg = {k: v for k, v in res.items() if k != "schedule"}
+        sys.stderr.write(f"  {json.dumps(msg)}\n")
+
+    t_start = time.perf_counter()
+    if "lstm" in args.cases:
+        none = _run("lstm", "none", args.quick, workdir)
+        add(none)
+        sq = _run("lstm", "sqrt", args.quick, workdir)
+        add(sq)
+        base = none.get("peak_saved_bytes") or 1
+        budgets = [sq.get("predicted_peak_bytes"), base // 16, -1]  # -1: the smallest budget that fits
+        for b in budgets:
+            if b:
+                add(_run("lstm", "plan", args.quick, workdir, budget=b))
+    if "unet" in args.cases:
+        none = _run("unet", "none", args.quick, workdir)
+        add(none)
+        add(_run("unet", "sqrt", args.quick, workdir))
+        base = none.get("peak_saved_bytes") or 1
+        for frac in (2, 3):
+            add(_run("unet", "plan", args.quick, workdir, budget=base // frac))
+        add(_run("unet", "plan", args.quick, workdir, budget=-1))  # -1: the smallest budget that fits
+        add(_run("unet", "reversible_stored", args.quick, workdir))
+        add(_run("unet", "reversible", args.quick, workdir))
+    if "tiled" in args.cases:
+        sz = sizes["tiled"]
+        for s in sorted({*sz["fit_sizes"], sz["size"]}):
+            _make_input(workdir / f"input_{s}.nc", s, sz["channels"])
+        for s in sz["fit_sizes"]:
+            u = _run("tiled", "untiled", args.quick, workdir, size=s)
+            t = _run("tiled", "tiled", args.quick, workdir, size=s)
+            try:
+                import numpy as np
+
+                a, b = np.load(workdir / f"untiled_{s}.npy"), np.load(workdir / f"tiled_{s}.npy")
+                t["max_abs_diff_vs_untiled"] = float(np.nanmax(np.abs(a - b)))
+            except (OSError, ValueError):
+                pass
+            add(u)
+            add(t)
+        add(_run("tiled", "tiled", args.quick, workdir, size=sz["size"]))
+    if "catchment" in args.cases:
+        w = _run("catchment", "whole", args.quick, workdir)
+        t = _run("catchment", "tiled", args.quick, workdir)
+        try:
+            import numpy as np
+
+            ga = np.load(workdir / "catchment_grads_whole.npy")
+            gb = np.load(workdir / "catchment_grads_tiled.npy")
+            t["grad_max_rel_diff"] = float(np.abs(ga - gb).max() / max(np.abs(ga).max(), 1e-30))
+        except (OSError, ValueError):
+            pass
+        add(w)
+        add(t)
+    total = time.perf_counter() - t_start
+
+    cols = ["case", "method", "budget MiB", "kept MiB", "alloc MiB", "RSS MiB", "base RSS", "step s", "notes"]
+    rows = []
+    for r in results:
+        notes = []
+        for k in ("recompute_ratio", "grid", "mpix_per_s", "max_abs_diff_vs_untiled", "grad_max_rel_diff"):
+            if k in r:
+                notes.append(f"{k}={r[k]}")
+        if "error" in r:
+            notes.append("ERROR " + r["error"][-80:])
+        rows.append(
+            [
+                r["case"], r["method"], _fmt_bytes(r.get("budget_bytes")), _fmt_bytes(r.get("peak_saved_bytes")),
+                str(r.get("peak_alloc_mb", "-")), str(r.get("peak_rss_mb", "-")), str(r.get("base_rss_mb", "-")),
+                str(r.get("step_s", "-")), " ".join(notes),
+            ]
+        )  # fmt: skip
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |")
+    print(f"\ntotal benchmark time: {total:.0f} s ({'quick' if args.quick else 'full'} sizes)")
+    if args.json:
+        for r in results:
+            print(json.dumps(r))
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
