@@ -273,3 +273,18 @@ def test_memory_budget_plans_checkpointing_without_changing_training(demo_cache,
     # measured 1e-6 after the first epoch and about 1e-4 after the second.
     assert b[0] == pytest.approx(a[0], rel=1e-5)
     assert b[1] == pytest.approx(a[1], rel=1e-3)
+
+
+def test_early_stopping_keeps_the_best_epoch(demo_cache, tmp_path):
+    """min_delta 10 makes every epoch after the first 'not better': patience 1 stops after epoch 2 of 5, and
+    model.safetensors holds epoch 1's weights."""
+    cfg = _cfg(train__epochs=5, early_stopping={"metric": "nse", "patience": 1, "min_delta": 10.0})
+    run = train(cfg, runs_dir=tmp_path)
+    assert [int(r["epoch"]) for r in _metrics(run)] == [1, 2]
+    from safetensors import safe_open
+
+    with safe_open(str(run / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["epoch"] == "1"
+    state = json.loads((run / "checkpoint.json").read_text())
+    assert state["finished"] is True and state["best_epoch"] == 1
+    assert "early stopping after epoch 2" in (run / "train.log").read_text()
