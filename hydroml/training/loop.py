@@ -109,9 +109,18 @@ def _device(cfg: Config) -> torch.device:
 
 @contextlib.contextmanager
 def _run_log(run_dir: Path | None) -> Iterator[None]:
-    """Attach a FileHandler ``train.log`` to the ``hydroml`` logger for the run; console verbosity unchanged."""
+    """Attach a FileHandler ``train.log`` to the ``hydroml`` logger for the run; console verbosity unchanged.
+
+    Without a run directory (ranks other than 0) only warnings and errors are logged, so the console shows
+    each message once."""
     if run_dir is None:
-        yield
+        old = _root_log.level
+        if _root_log.getEffectiveLevel() < logging.WARNING:
+            _root_log.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            _root_log.setLevel(old)
         return
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
