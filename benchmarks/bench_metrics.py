@@ -64,8 +64,13 @@ def make_data(
 
 # --------------------------------------------------------------------------------------------------------------
 # implementations: f(obs, sim, metrics) -> None, on the rows given
+ENGINE = ["auto"]
+
+
 def run_hydroml(obs: np.ndarray, sim: np.ndarray, metrics: str) -> None:
-    from hydroml.evaluation import evaluate
+    from hydroml.evaluation import evaluate, set_options
+
+    set_options(engine=ENGINE[0])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -136,6 +141,7 @@ PEER_MODULE = {
 
 
 def worker(args: argparse.Namespace) -> dict:
+    ENGINE[0] = args.engine
     obs, sim = make_data(args.series, args.steps, args.nan_frac, args.dtype)
     input_mb = (obs.nbytes + sim.nbytes) / 2**20
     rows = args.series
@@ -167,7 +173,16 @@ def worker(args: argparse.Namespace) -> dict:
         "rss_before_mb": round(rss_before, 1),
         "dtype": args.dtype,
         "nan_frac": args.nan_frac,
+        "engine": _engine_used(args.engine) if args.impl == "hydroml" else None,
     }
+
+
+def _engine_used(engine: str) -> str:
+    if engine != "auto":
+        return engine
+    import importlib.util
+
+    return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
 
 
 def _available(impl: str) -> bool:
@@ -186,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
     p.add_argument("--peer-series", type=int, default=1000, help="series measured for HydroErr/hydroeval")
     p.add_argument("--nh-series", type=int, default=20, help="series measured for neuralhydrology")
+    p.add_argument(
+        "--engine",
+        choices=("auto", "numpy", "numba"),
+        default="auto",
+        help="hydroml's moment engine (default auto)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--impl", help=argparse.SUPPRESS)  # worker mode
     args = p.parse_args(argv)
@@ -204,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--impl", impl, "--metrics", metrics, "--series", str(args.series), "--steps", str(args.steps),
                 "--nan-frac", str(args.nan_frac), "--dtype", args.dtype,
                 "--peer-series", str(args.peer_series), "--nh-series", str(args.nh_series),
+                "--engine", args.engine,
             ]  # fmt: skip
             env = dict(os.environ, HYDROML_PROGRESS="0")
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -227,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(hdr))
         for r in results:
             meas = f"{r['measured_series']} ser{'*' if r['extrapolated'] else ''}"
+            impl = r["impl"] + (f" ({r['engine']})" if r.get("engine") else "")
             print(
-                f"{r['impl']:28s} {r['metrics']:8s} {r['seconds']:10.2f} {r['cpu_seconds']:10.2f} {meas:>14s} "
+                f"{impl:28s} {r['metrics']:8s} {r['seconds']:10.2f} {r['cpu_seconds']:10.2f} {meas:>14s} "
                 f"{r['peak_rss_mb']:12.0f} {r['input_mb']:9.0f} {r['load_avg_1min']:5.1f}"
             )
         print("* measured on a subset of the series, time extrapolated linearly to all series")

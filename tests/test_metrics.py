@@ -446,3 +446,32 @@ def test_more_documented_differences_from_peers():
         assert np.isnan(H.kge_2009(np.arange(5.0), np.ones(5)))
         # neuralhydrology's NSE has no minimum of pairs: one pair -> its own value; hydroml NaN
         assert np.isnan(ev.nse([1.0, np.nan, np.nan], [2.0, 1.0, 1.0]))
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("case", ["raven", "camels", "edge"])
+def test_numpy_and_numba_engines_agree(case, raven, camels):
+    """The fused numba moments and the vectorised NumPy path give the same scores (the cross-checks above run
+    on the default engine, so the other one is validated through this test)."""
+    pytest.importorskip("numba")
+    if case == "raven":
+        o, s = raven
+    elif case == "camels":
+        o, s = camels[0], camels[1]
+    else:
+        o = np.array(
+            [[0.1] * 40, list(np.linspace(0, 1, 40)), [1.0, 2.0] + [np.nan] * 38, list(np.arange(40.0))]
+        )
+        s = np.vstack([np.linspace(0, 1, 40), np.linspace(0, 2, 40), np.ones(40), np.arange(40.0)])
+        s[3, 5] = np.inf  # an inf drops the pair, as a NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with ev.set_options(engine="numpy"):
+            a = ev.evaluate(o, s)
+        with ev.set_options(engine="numba"):
+            b = ev.evaluate(o, s)
+    for k in a:
+        np.testing.assert_array_equal(np.isnan(a[k]), np.isnan(b[k]), err_msg=k)
+        close(a[k], b[k], 1e-11)
+    if case == "edge":
+        assert np.isnan(a["nse"][0]) and np.isnan(b["nse"][0])  # constant 0.1: caught by both engines
