@@ -209,3 +209,26 @@ def test_moselle_basin_window(shared_data):
     st = d.normaliser["pr"]
     ref = w.aggregate(met["pr"]).sel(basin="398").values[-365:]
     np.testing.assert_allclose(lumped * st["std"] + st["mean"], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_zoo_cnn_lstm_reproduces_its_card(demo_cache, one_thread):
+    import importlib.util
+    from pathlib import Path
+
+    import hydroml.zoo as zoo
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_zoo_gridded.py"
+    spec = importlib.util.spec_from_file_location("train_zoo_gridded", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = zoo.load("cnn_lstm.demo_discharge")
+    card = model.card
+    assert card.architecture == "cnn_lstm" and card.forecast_mode == "stateful"
+    assert set(card.inputs) | set(card.static_inputs) | set(card.targets) <= set(
+        card.normalisation["variables"]
+    )
+    scores = script.score_cnn_lstm(model)
+    assert scores["nse_median"] == pytest.approx(card.test_scores["nse_median"], abs=1e-4)
+    for basin, value in card.test_scores["nse"].items():
+        assert scores["nse"][basin] == pytest.approx(value, abs=1e-4), basin
+    assert card.test_scores["nse_median"] > 0.3
