@@ -54,6 +54,8 @@ from hydroml.exceptions import ConfigError, DataError
 log = logging.getLogger("hydroml.forecast")
 
 MODES = ("sliding", "stateful")
+#: Architectures whose forward maps ``{"x": [B, C, H, W]}`` to ``y_hat`` ``[B, n, H, W]`` (gridded forecasts).
+GRIDDED_ARCHITECTURES = {"unet", "closure"}
 
 #: CF attributes used when the variables table (``data_catalog/variables.yaml``) does not describe a target.
 _FALLBACK_ATTRS: dict[str, dict[str, str]] = {
@@ -129,8 +131,12 @@ class ForecastModel:
 
     @property
     def gridded(self) -> bool:
-        """Whether the model maps whole grids (``unet``) rather than basin sequences."""
-        return self.architecture in {"unet"}
+        """Whether the model maps whole grids rather than basin sequences.
+
+        True for the architectures in :data:`GRIDDED_ARCHITECTURES` or a network with ``gridded = True``.
+        """
+        flag = getattr(self.model, "gridded", None)
+        return bool(flag) if isinstance(flag, bool) else self.architecture in GRIDDED_ARCHITECTURES
 
     @property
     def config_hash(self) -> str:

@@ -112,6 +112,11 @@ def train_basin_model(arch: str, epochs: int, out_dir: Path | None) -> None:
             "discharge (mm/day) of the 5 synthetic demo basins from daily forcing and 6 static attributes; "
             f"hidden size {params.get('hidden_size')}, {epochs} epochs, NSE loss. For examples and tests, "
             "not for real basins."
+            + (
+                f" Undertrained ({epochs} epochs on a shared CPU): retrain with --epochs 20 for a useful model."
+                if epochs < 5
+                else ""
+            )
         ),
         inputs=_units(ds, d["dynamic_inputs"]),
         static_inputs=_units(ds, d["static_inputs"]),
