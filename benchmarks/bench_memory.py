@@ -138,6 +138,8 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
     chain = memory.Chain(stages, (x,), lambda s: torch.cat(s[3:], dim=1), steps=[b - a for a, b in bounds])
 
     extra: dict = {}
+    if method == "profile":
+        return _write_costs(memory.profile(chain, None, step=False, warmup=True, repeat=1), "lstm")
     if method == "none":
 
         def forward():
@@ -145,7 +147,7 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
             return head(out)
 
     else:
-        prof = memory.profile(chain, None, step=False, warmup=False, repeat=1)
+        prof = _read_costs("lstm")
         if method == "sqrt":
             sched = memory.sqrt_schedule(prof)
         else:
@@ -168,6 +170,23 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
         loss.backward()
 
     return _train_measure(step, params, sz["steps"], extra)
+
+
+_WORKDIR = Path(".")
+
+
+def _write_costs(prof, case: str) -> dict:
+    """Stage costs measured in their own process (profiling keeps every activation: it must not raise the
+    process peak of the measured runs)."""
+    (_WORKDIR / f"costs_{case}.json").write_text(json.dumps(prof.to_dict()))
+    return {"stages": len(prof.stages), "persistent_bytes": prof.persistent_bytes}
+
+
+def _read_costs(case: str):
+    from hydroml.memory import Profile, StageCost
+
+    d = json.loads((_WORKDIR / f"costs_{case}.json").read_text())
+    return Profile(stages=[StageCost(**c) for c in d["stages"]], persistent_bytes=d["persistent_bytes"])
 
 
 def _train_measure(step, params, steps: int, extra: dict) -> dict:
@@ -211,8 +230,10 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     x = torch.randn(B, C, S, S)
     y = torch.randn(B, 1, S, S)
     extra: dict = {}
+    if method == "profile":
+        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), "unet")
     if method in ("sqrt", "plan"):
-        prof = memory.profile(model, {"x": x}, step=False, warmup=False, repeat=1)
+        prof = _read_costs("unet")
         if method == "sqrt":
             sched = memory.sqrt_schedule(prof)
         else:
@@ -373,6 +394,8 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     sz = (QUICK if args.quick else FULL)[args.case]
     workdir = Path(args.workdir)
+    global _WORKDIR
+    _WORKDIR = workdir
     if args.case == "lstm":
         res = _lstm_worker(args.method, args.budget, sz)
     elif args.case == "unet":
@@ -462,6 +485,7 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     if "lstm" in args.cases:
+        _run("lstm", "profile", args.quick, workdir)
         none = _run("lstm", "none", args.quick, workdir)
         add(none)
         sq = _run("lstm", "sqrt", args.quick, workdir)
@@ -472,6 +496,7 @@ def main(argv=None) -> int:
             if b:
                 add(_run("lstm", "plan", args.quick, workdir, budget=b))
     if "unet" in args.cases:
+        _run("unet", "profile", args.quick, workdir)
         none = _run("unet", "none", args.quick, workdir)
         add(none)
         add(_run("unet", "sqrt", args.quick, workdir))

@@ -122,3 +122,10 @@ def test_schedule_validation():
     ok = Schedule.from_items([Segment(0, 2, (Store(0), Store(1))), Store(2)], costs)
     assert ok.describe() == "C0-1 S2"
     assert list(itertools.chain(ok.items))
+
+
+def test_long_chains_are_grouped_and_expanded():
+    costs = [StageCost(f"t{i}", 700, 20, 1.0) for i in range(365)]  # one stage per day of a 365-day window
+    sched = plan(costs, 20_000, max_stages=40)
+    assert sched.n_stages == 365 and sched.predicted_peak_bytes <= 20_000
+    assert 0 < sched.recompute_ratio < 2.5

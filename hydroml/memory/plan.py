@@ -585,8 +585,45 @@ def min_budget(costs: Any, *, slots: int = 400, persistent_bytes: int | None = N
     return pers + int(math.ceil((ok[0] + 1) * unit)) if ok.size else pers + total
 
 
+def _group(costs: list[StageCost], size: int) -> tuple[list[StageCost], list[int]]:
+    """Merge runs of ``size`` consecutive stages (costs of storing/recomputing them together)."""
+    groups, starts = [], []
+    for g0 in range(0, len(costs), size):
+        part = costs[g0 : g0 + size]
+        saved = part[0].saved_bytes + sum(c.saved_bytes - c.shared_prev_bytes for c in part[1:])
+        groups.append(
+            StageCost(
+                f"{part[0].name}..{part[-1].name}" if len(part) > 1 else part[0].name,
+                saved,
+                part[0].input_bytes,
+                sum(c.forward_s for c in part),
+                sum(c.steps for c in part),
+                part[0].shared_prev_bytes,
+                part[0].shared_input_bytes,
+                part[0].input_saved_prev_bytes,
+            )
+        )
+        starts.append(g0)
+    return groups, starts + [len(costs)]
+
+
+def _expand(items: Sequence, starts: list[int]) -> list:
+    out: list = []
+    for it in items:
+        if isinstance(it, Store):
+            out.extend(Store(i) for i in range(starts[it.stage], starts[it.stage + 1]))
+        else:
+            out.append(Segment(starts[it.start], starts[it.stop], tuple(_expand(it.inner, starts))))
+    return out
+
+
 def plan(
-    costs: Any, budget_bytes: int | str, *, slots: int = 400, persistent_bytes: int | None = None
+    costs: Any,
+    budget_bytes: int | str,
+    *,
+    slots: int = 400,
+    persistent_bytes: int | None = None,
+    max_stages: int = 80,
 ) -> Schedule:
     """The schedule with the least recomputation whose predicted peak fits ``budget_bytes``.
 
@@ -604,6 +641,10 @@ def plan(
         Bytes kept whatever the schedule (tensors passed through stages: skip connections, the LSTM input);
         default ``costs.persistent_bytes`` for a :class:`~hydroml.memory.profile.Profile`, else 0. They are
         subtracted from the budget.
+    max_stages : int
+        Longer chains (e.g. one stage per time step of a 365-day window) are planned over groups of
+        consecutive stages (the programme costs O(n^3) time and O(n^2 slots) memory); the schedule is then
+        expanded back to the original stages.
 
     Returns
     -------
@@ -626,6 +667,10 @@ def plan(
     total, _ = evaluate([Store(i) for i in range(n)], costs)
     if total <= budget:
         return Schedule.from_items([Store(i) for i in range(n)], costs, full_budget, pers)
+    if n > max_stages:
+        groups, starts = _group(costs, math.ceil(n / max_stages))
+        coarse = plan(groups, full_budget, slots=slots, persistent_bytes=pers, max_stages=max_stages)
+        return Schedule.from_items(_expand(coarse.items, starts), costs, full_budget, pers)
     if budget <= 0:
         raise ConfigError(
             f"memory budget {format_bytes(full_budget)} is below the {format_bytes(pers)} the chain keeps "
