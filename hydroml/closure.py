@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -963,7 +962,3 @@ def to_cf(
         }
     )
     return ds
-
-
-def _rmse(a: np.ndarray, b: np.ndarray) -> float:  # pragma: no cover - helper for scripts
-    return float(math.sqrt(np.nanmean((a - b) ** 2)))
