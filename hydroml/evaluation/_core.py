@@ -203,6 +203,9 @@ _MOMENTS = ("n", "mo", "ms", "sso", "sss", "sos", "sse", "sae", "sd")
 _KERNEL: list[Any] = []
 
 
+_PEAK_KERNEL: list[Any] = []
+
+
 def _fused_kernel() -> Callable[..., None] | None:
     """The numba kernel of the per-series moments, or None (engine "numpy", or numba not installed)."""
     engine = _OPTIONS["engine"]
@@ -211,6 +214,7 @@ def _fused_kernel() -> Callable[..., None] | None:
     if not _KERNEL:
         try:
             _KERNEL.append(_build_kernel())
+            _PEAK_KERNEL.append(_build_peak_kernel())
         except ImportError:
             _KERNEL.append(None)
     if _KERNEL[0] is None and engine == "numba":
@@ -279,6 +283,36 @@ def _build_kernel() -> Callable[..., None]:
             out[i, 8] = sd
 
     return moments
+
+
+def _build_peak_kernel() -> Callable[..., None]:
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def peaks(x, m, thr, distance, out):  # pragma: no cover - compiled
+        """Same rule as the NumPy path: valid, >= threshold, rising into it, maximum of the +-distance window."""
+        rows, steps = x.shape
+        for i in range(rows):
+            th = thr[i]
+            for t in range(steps):
+                out[i, t] = False
+                if not m[i, t]:
+                    continue
+                v = x[i, t]
+                if not v >= th:  # also False for a NaN threshold
+                    continue
+                if t > 0 and m[i, t - 1] and not v > x[i, t - 1]:
+                    continue
+                lo = max(0, t - distance)
+                hi = min(steps - 1, t + distance)
+                is_max = True
+                for u in range(lo, hi + 1):
+                    if m[i, u] and x[i, u] > v:
+                        is_max = False
+                        break
+                out[i, t] = is_max
+
+    return peaks
 
 
 class _Block:
@@ -659,8 +693,12 @@ def _find_peaks(b: _Block, which: str, distance: int, percentile: float) -> np.n
                 f"found {distance!r}, {percentile!r}"
             )
         x = b.raw_o if which == "o" else b.raw_s
-        xv = np.where(b.m, x, -np.inf)
         thr = _quantile_sorted(b.sorted(which), b.n, float(percentile))
+        if b._fused:
+            peak = np.empty(x.shape, dtype=np.bool_)
+            _PEAK_KERNEL[0](x, b.m, thr, int(distance), peak)
+            return peak
+        xv = np.where(b.m, x, -np.inf)
         peak = xv >= thr[:, None]  # False where invalid (-inf) or for an all-invalid row (NaN threshold)
         np.greater(xv[:, 1:], xv[:, :-1], out=peak[:, 1:], where=peak[:, 1:])  # rising into it
         mx = maximum_filter1d(xv, size=2 * int(distance) + 1, axis=-1, mode="constant", cval=-np.inf)
