@@ -192,6 +192,12 @@ def _stage_table(costs: Any) -> list[Any]:
     return out
 
 
+_ROLE_LABELS = {
+    "stored": "stored",
+    "checkpoint": "checkpointed: input kept, recomputed",
+    "recomputed": "recomputed inside a segment",
+}
+
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
@@ -202,7 +208,7 @@ def memory_plan(
     ax: Any = None,
     unit: str = "MiB",
     log: bool = False,
-    max_labels: int = 24,
+    max_labels: int = 30,
     title: str | None = None,
 ) -> Any:
     """The memory planner's per-stage table as a bar chart, coloured by a schedule.
@@ -265,7 +271,7 @@ def memory_plan(
         from matplotlib.patches import Patch
 
         handles = [
-            Patch(color=colours[r], label=f"{r}")
+            Patch(color=colours[r], label=_ROLE_LABELS[r])
             for r in ("stored", "checkpoint", "recomputed")
             if r in roles
         ]

@@ -176,8 +176,15 @@ def _add_coastlines(ax: Any, extent: tuple[float, float, float, float]) -> bool:
     geometry = require("shapely.geometry", "maps")
     w, e, s, n = extent
     box = geometry.box(w - 5, s - 5, e + 5, n + 5)
-    # read the file directly: cartopy's feature classes would download a missing file
-    geoms = [g for g in shapereader.Reader(str(path)).geometries() if g.intersects(box)]
+    # read the file directly: cartopy's feature classes would download a missing file. pyshp logs a warning for
+    # each GSHHS polygon made only of holes (harmless here): keep it quiet while reading.
+    pyshp_log = logging.getLogger("shapefile")
+    level = pyshp_log.level
+    pyshp_log.setLevel(logging.ERROR)
+    try:
+        geoms = [g for g in shapereader.Reader(str(path)).geometries() if g.intersects(box)]
+    finally:
+        pyshp_log.setLevel(level)
     if geoms:
         ax.add_geometries(
             geoms, ccrs.PlateCarree(), facecolor="none", edgecolor="0.25", linewidth=0.7, zorder=3
@@ -310,7 +317,7 @@ def skill_map(
     if coastlines:
         _add_coastlines(ax, extent)
     ax.cbar = plt.colorbar(art, ax=ax, shrink=0.8, label=label or str(score.name or "score"))
-    gl = ax.gridlines(draw_labels=True, linewidth=0.3, color="0.5", alpha=0.5)
+    gl = ax.gridlines(draw_labels=True, x_inline=False, y_inline=False, linewidth=0.3, color="0.5", alpha=0.5)
     gl.top_labels = gl.right_labels = False
     if title:
         ax.set_title(title, fontsize=10)
