@@ -455,6 +455,16 @@ class BasinDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self._index.size)
 
+    def __repr__(self) -> str:
+        start, end = self.period
+        return (
+            f"BasinDataset({len(self)} samples, {len(self.basins)} basins, targets {start.date()}..{end.date()} "
+            f"({self.target_freq}), seq_len {self.seq_len}, predict_last_n {self.predict_last_n}, "
+            f"lead_time {self.lead_time}, dynamic {self.dynamic_inputs}, static {self.static_inputs}, "
+            f"targets {self.targets}, dynamic array {self._dyn.nbytes / 2**20:.1f} MB float32, "
+            f"index {self.index_bytes_per_sample:.0f} B/sample)"
+        )
+
     def basin_target_std(self) -> np.ndarray:
         """:attr:`target_std` with NaN (basins without finite targets) replaced by 1, ``[basin, target]``."""
         return np.nan_to_num(self.target_std, nan=1.0)

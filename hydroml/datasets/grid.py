@@ -242,6 +242,13 @@ class GridDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self._index.size)
 
+    def __repr__(self) -> str:
+        return (
+            f"GridDataset({len(self)} samples, {len(self.time)} time steps x {len(self.origins)} tiles of "
+            f"{self.tile}, {self.n_channels} channels {self.channel_names}, targets {self.targets}, "
+            f"lead_time {self.lead_time})"
+        )
+
     @property
     def n_channels(self) -> int:
         """Input channels: ``len(inputs) * lags + len(static_inputs)``."""
