@@ -522,3 +522,22 @@ def test_camels_us_4basins(shared_data):
         for i in range(raw.indexes["time"].get_loc(pd.Timestamp("2002-01-01")), raw.sizes["time"])
     )
     assert len(test) == n_ok
+
+
+def test_pickling_keeps_views_out(data, tmp_path):
+    """What DataLoader workers started by spawn receive: a small pickle giving the same batches (memmap reopened)."""
+    import pickle
+
+    from hydroml.datasets import GridDataset
+
+    for kwargs in ({}, {"memmap_dir": tmp_path}):
+        ds = BasinDataset(data, DYN, STAT, ["q_mm"], 365, **kwargs)
+        blob = pickle.dumps(ds)
+        assert len(blob) < 2 * data.nbytes  # not the (n_windows x 365 x 3) materialised windows
+        back = pickle.loads(blob)
+        idx = np.arange(0, len(ds), 13)
+        for key, v in ds.get_batch(idx).items():
+            torch.testing.assert_close(back.get_batch(idx)[key], v, equal_nan=True)
+    g = GridDataset(make_grid(), ["pr"], ["evspsbl"], tile=4, stride=1, lags=2)
+    back = pickle.loads(pickle.dumps(g))
+    torch.testing.assert_close(back.get_batch(np.arange(9))["x"], g.get_batch(np.arange(9))["x"])

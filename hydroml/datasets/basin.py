@@ -336,10 +336,7 @@ class BasinDataset(torch.utils.data.Dataset):
         self._nt = nt
         self._target_offsets = self.lead_time + np.arange(-self.predict_last_n + 1, 1)
         self._daily_y_step = np.arange(self.seq_len - self.predict_last_n, self.seq_len)[None, :]
-        # each window is one contiguous row of seq_len * n_features float32 in the flat storage
-        self._rows = np.lib.stride_tricks.sliding_window_view(
-            np.asarray(self._dyn).reshape(-1), self.seq_len * nf
-        )[::nf]
+        self._make_views()
         with np.errstate(invalid="ignore"):
             yv = np.where(
                 (in_period if target_freq == "daily" else self._month_in_period)[None, :, None],
@@ -358,6 +355,28 @@ class BasinDataset(torch.utils.data.Dataset):
             n_t,
             target_freq,
         )
+
+    def _make_views(self) -> None:
+        """Each window as one contiguous row of ``seq_len * n_features`` float32 in the flat storage."""
+        nf = len(self.dynamic_inputs)
+        self._rows = np.lib.stride_tricks.sliding_window_view(
+            np.asarray(self._dyn).reshape(-1), self.seq_len * nf
+        )[::nf]
+
+    def __getstate__(self) -> dict:
+        # for DataLoader workers started by spawn: never pickle the overlapping-window view (it would be
+        # materialised), and pickle a memory-mapped array as its path
+        state = self.__dict__.copy()
+        del state["_rows"]
+        if self._memmap_path is not None:
+            state["_dyn"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._dyn is None:
+            self._dyn = np.load(self._memmap_path, mmap_mode="r")
+        self._make_views()
 
     # ------------------------------------------------------------------ target helpers
     def _monthly_targets(self, ds, monthly_targets, agg, fit, logs, eps, start, end) -> np.ndarray:

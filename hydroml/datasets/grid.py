@@ -223,10 +223,7 @@ class GridDataset(torch.utils.data.Dataset):
             raise DataError(f"no valid gridded sample in {start.date()}..{end.date()} (lags {self.lags})")
         self._n_tiles = n_tiles
         self._x, self._s, self._y = x, s, y
-        self._xv = np.lib.stride_tricks.sliding_window_view(x, self.tile, axis=(2, 3))
-        self._sv = np.lib.stride_tricks.sliding_window_view(s, self.tile, axis=(1, 2))
-        self._yv = np.lib.stride_tricks.sliding_window_view(y, self.tile, axis=(2, 3))
-        self._valid_v = np.lib.stride_tricks.sliding_window_view(valid, self.tile)
+        self._make_views()
         self.channel_names = [
             v if lag == 0 else f"{v}_lag{lag}" for v in self.inputs for lag in range(self.lags)
         ] + self.static_inputs
@@ -238,6 +235,24 @@ class GridDataset(torch.utils.data.Dataset):
             self.tile,
             self.n_channels,
         )
+
+    def _make_views(self) -> None:
+        """Tiles as strided views of the stored arrays (nothing copied)."""
+        swv = np.lib.stride_tricks.sliding_window_view
+        self._xv = swv(self._x, self.tile, axis=(2, 3))
+        self._sv = swv(self._s, self.tile, axis=(1, 2))
+        self._yv = swv(self._y, self.tile, axis=(2, 3))
+
+    def __getstate__(self) -> dict:
+        # never pickle the overlapping tile views (they would be materialised): rebuilt on unpickling
+        state = self.__dict__.copy()
+        for k in ("_xv", "_sv", "_yv"):
+            del state[k]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_views()
 
     def __len__(self) -> int:
         return int(self._index.size)
