@@ -344,9 +344,13 @@ def train(
     try:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if cfg.train.flush_denormal:
+            torch.set_flush_denormal(True)
         return _train(cfg, info, device, runs_dir, resume, progress)
     finally:
         torch.set_num_threads(threads)
+        if cfg.train.flush_denormal:
+            torch.set_flush_denormal(False)  # torch's default (it has no getter to restore a custom state)
         if device.type == "cuda":
             torch.use_deterministic_algorithms(det[0], warn_only=det[1])
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
