@@ -428,6 +428,8 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             history = state["history"]
             best, best_epoch, bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
             finished = bool(state.get("finished"))
+            if writer is not None:  # a kill between the checkpoint and metrics.csv loses no row
+                write_metrics_csv(run_dir / "metrics.csv", history)
             log.info("resuming %s after epoch %d", run_dir, start_epoch - 1)
         elif resume is not None:
             log.info("no checkpoint in %s yet: starting from epoch 1", run_dir)
