@@ -34,6 +34,15 @@ def test_demo_writes_predictions_metrics_and_hydrograph(tmp_path, capsys, demo_c
     runs = list((out / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "model.safetensors").is_file()
 
+    # the run directory is self-describing: `hydroml forecast RUN_DIR --data CATALOG_NAME` needs nothing else
+    pred_nc = tmp_path / "pred.nc"
+    cmd = ["forecast", str(runs[0]), "--data", "demo:basins", "--start", "2015-01-01", "--end", "2015-12-31"]
+    assert main([*cmd, "--out", str(pred_nc), "--mode", "stateful"]) == 0
+    with xr.open_dataset(pred_nc) as pred:
+        assert pred.sizes == {"basin": 5, "time": 365} and pred.attrs["model_id"] == runs[0].name
+    assert main([*cmd, "--out", str(pred_nc), "--start", "1990-01-01"]) == 1
+    assert "error:" in capsys.readouterr().err
+
 
 def test_demo_help_explains_itself(capsys):
     import pytest
