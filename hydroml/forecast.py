@@ -113,6 +113,9 @@ class ForecastModel:
         (as :class:`hydroml.datasets.GridDataset`; channels are variable-major, then static maps).
     valid_mask : str, optional
         Gridded models: a static map (non-zero = valid, e.g. ``"land_mask"``); other cells are NaN.
+    lead_time : int
+        Time steps between the last input and the predicted target (the training config's ``lead_time``); the
+        output is labelled with the target's time.
     """
 
     model: torch.nn.Module
@@ -128,6 +131,7 @@ class ForecastModel:
     source: str = ""
     lags: int = 1
     valid_mask: str | None = None
+    lead_time: int = 0
 
     @property
     def gridded(self) -> bool:
@@ -229,6 +233,7 @@ def from_config(
         source=source,
         lags=int(lags or 1),
         valid_mask=_cfg_get(cfg, "data.valid_mask", "valid_mask"),
+        lead_time=int(_cfg_get(cfg, "data.lead_time", "lead_time", default=0) or 0),
     )
 
 
@@ -646,7 +651,7 @@ def forecast(
             y = _gridded(fm, ds, i_start, i_end, batch_size, device, progress)
             y = scaler.inverse(fm.targets, y, axis=1)
             ydim, xdim = _grid_dims(ds, fm.inputs[0])
-            coords = {"time": ds["time"].values[i_start:i_end]}
+            coords = {"time": _target_times(times, i_start, i_end, fm.lead_time)}
             for dim in (ydim, xdim):
                 if dim in ds.coords:
                     coords[dim] = ds[dim].values
@@ -672,12 +677,26 @@ def forecast(
             y = scaler.inverse(fm.targets, y)
             out = xr.Dataset(
                 {t: (("basin", "time"), y[..., k]) for k, t in enumerate(fm.targets)},
-                coords={"basin": ds["basin"].values, "time": ds["time"].values[i_start:i_end]},
+                coords={
+                    "basin": ds["basin"].values,
+                    "time": _target_times(times, i_start, i_end, fm.lead_time),
+                },
             )
             mode_used = mode
     finally:
         model.train(was_training)
     return _add_cf_attrs(out, fm, mode_used)
+
+
+def _target_times(times: pd.DatetimeIndex, i_start: int, i_end: int, lead_time: int) -> np.ndarray:
+    """Time labels of the predicted targets: the last input step plus ``lead_time`` steps."""
+    labels = times[i_start:i_end]
+    if lead_time:
+        step = times[1] - times[0] if len(times) > 1 else pd.Timedelta(days=1)
+        if 27 <= step.days <= 31:  # monthly data: shift by calendar months
+            return (labels + pd.DateOffset(months=lead_time)).values
+        labels = labels + lead_time * step
+    return labels.values
 
 
 def _variable_attrs(name: str, monthly: bool = False) -> dict[str, str]:

@@ -221,3 +221,10 @@ def test_hydroml_normaliser_with_log_target_is_inverted(basin_data):
     with torch.no_grad():
         y = fm.model(batch)["y_hat"][:, -1, 0].numpy()
     np.testing.assert_allclose(pred["q_mm"].values[:, 0], norm.inverse("q_mm", y), rtol=1e-5)
+
+
+def test_lead_time_labels_outputs_with_the_target_day(basin_data):
+    fm = _model()
+    fm.lead_time = 2
+    pred = forecast(fm, basin_data, "2001-06-01", "2001-06-10", mode="stateful")
+    assert str(pred.time.values[0])[:10] == "2001-06-03" and pred.sizes["time"] == 10
