@@ -523,7 +523,7 @@ est = per_cell * 1536**2
 budget = 1.5 * table.loc[1, "above floor MB"]  # say this job may use 1.5x what the untiled 1024 x 1024 run took
 print(f"untiled 1024 x 1024 needed {table.loc[1, 'above floor MB']:.0f} MB above the floor; tiled "
       f"{table.loc[2, 'above floor MB']:.0f} MB on the same grid and {table.loc[3, 'above floor MB']:.0f} MB on "
-      f"1536 x 1536, where the untiled run would need about {est:.0f} MB (extrapolated per cell).\n"
+      f"1536 x 1536, where the untiled run would need about {est:.0f} MB (extrapolated per cell).\\n"
       f"With {budget:.0f} MB to spare, the untiled run could not afford 1536 x 1536; the tiled one used "
       f"{100 * table.loc[3, 'above floor MB'] / budget:.0f}% of it.")
 fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")

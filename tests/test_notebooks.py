@@ -40,6 +40,15 @@ def test_notebook_is_stored_without_outputs(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_cells_are_valid_python(path):
+    nb = nbformat.read(path, as_version=4)
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            src = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%"))
+            compile(src, f"{path.name} cell {k}", "exec")
+
+
 def test_notebooks_match_their_generator():
     out = subprocess.run(
         [sys.executable, str(NB_DIR / "_build.py"), "--check"], capture_output=True, text=True, cwd=REPO
