@@ -24,8 +24,8 @@ config); :func:`write_forecast` writes it atomically to NetCDF.
 Example
 -------
 >>> from hydroml.forecast import forecast, write_forecast            # doctest: +SKIP
->>> pred = forecast("runs/demo_20260101_120000", ds, "2000-01-01", "2000-12-31", mode="stateful")
->>> write_forecast(pred, "pred.nc")
+>>> pred = forecast("runs/demo_20260101_120000", ds, "2000-01-01", "2000-12-31", mode="stateful")  # doctest: +SKIP
+>>> write_forecast(pred, "pred.nc")  # doctest: +SKIP
 """
 
 from __future__ import annotations
