@@ -316,3 +316,22 @@ def test_memory_plan_bars_from_a_real_profile_and_plan(tmp_path):
     assert ax.containers[0][0].get_height() == 10
     with pytest.raises(DataError, match="unit"):
         hp.memory_plan(prof, unit="furlongs")
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("hydroml.plot.flows", "hydroml.plot.skill"):
+        mod = importlib.import_module(name)
+        res = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert res.attempted > 0 and res.failed == 0, name
+
+
+def test_importing_hydroml_plot_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, hydroml.plot; print('matplotlib' in sys.modules, 'cartopy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
