@@ -192,6 +192,8 @@ class _Reader:
             if isinstance(v, torch.Tensor):
                 v = v.numpy()
         v = np.asarray(v, dtype=dtype)
+        if not v.flags.owndata:  # a view of the caller's array: copy (the window is then filled in place)
+            v = v.copy()
         if v.ndim == 2:
             v = v[None]
         if v.ndim == 3:
@@ -491,7 +493,9 @@ def tiled_predict(
         for t in tqdm(plan, progress=progress, desc="tiles"):
             block_in = reader.read(t)
             nan_all = np.isnan(block_in).all(axis=1) if isinstance(mask, str) and mask == "auto" else None
-            xin = torch.from_numpy(np.nan_to_num(block_in, nan=fill_value)).to(device, dtype)
+            # in place: the window is a fresh array (no second copy of the input tile)
+            xin = torch.from_numpy(np.nan_to_num(block_in, copy=False, nan=fill_value)).to(device, dtype)
+            del block_in
             with torch.inference_mode():
                 y = _call(model, xin, key)
             y = y[..., t.r0 - t.wr0 : t.r1 - t.wr0, t.c0 - t.wc0 : t.c1 - t.wc0].float().cpu().numpy()

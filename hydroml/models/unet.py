@@ -46,7 +46,6 @@ and skip connections are kept). Outputs are identical with and without checkpoin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,31 +55,13 @@ from hydroml.exceptions import ConfigError
 from hydroml.memory.checkpoint import Chain, run_chain
 from hydroml.memory.plan import Schedule, Segment, Store
 from hydroml.memory.reversible import AdditiveCoupling, ReversibleSequence
+from hydroml.memory.tiling import ReceptiveField
 from hydroml.models.registry import register_model
 
 __all__ = ["UNet", "ReceptiveField", "unet"]
 
 _PADDING_MODES = ("zeros", "replicate", "reflect")
 _NORMS = ("batch", "group", "instance", "none")
-
-
-@dataclass(frozen=True)
-class ReceptiveField:
-    """Receptive field of a fully convolutional model.
-
-    Attributes
-    ----------
-    radius : int
-        Largest distance (in cells) between an output cell and an input cell it depends on.
-    stride : int
-        Total stride of the down-sampling: tile origins must be multiples of it.
-    halo : int
-        Half-width of the halo a tile needs for exact results: ``radius`` rounded up to a multiple of ``stride``.
-    """
-
-    radius: int
-    stride: int
-    halo: int
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
