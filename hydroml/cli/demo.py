@@ -151,8 +151,8 @@ def run_demo(
     sim = pred["q_mm"]
     scores = evaluate(obs, sim, ["nse", "kge", "pbias", "rmse"], dim="time")
     clim = climatology(ds["q_mm"], ref_period=tuple(TRAIN_PERIOD)).sel(time=obs["time"])
-    table = scores[["nse", "kge", "pbias", "rmse"]].to_dataframe()
-    table["nse_climatology"] = nse(obs, clim, dim="time").to_series()
+    table = scores[["nse", "kge", "pbias", "rmse"]].reset_coords(drop=True).to_dataframe()
+    table["nse_climatology"] = nse(obs, clim, dim="time").reset_coords(drop=True).to_series()
     table.index = table.index.astype(str)
     table.loc["median"] = table.median()
     table = table.round(4)
