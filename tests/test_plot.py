@@ -31,7 +31,10 @@ def _no_network_and_close(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"hydroml.plot tried to download: {args[:1]}")
 
+    import cartopy.io
+
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(cartopy.io.Downloader, "_urlopen", refuse)  # what cartopy's downloaders call
     yield
     plt.close("all")
 
