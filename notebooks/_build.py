@@ -432,8 +432,10 @@ print(f"{ratio:.1f}x less activation memory; largest gradient difference {diff:.
 assert diff < 1e-4
 """),
     md("""
-In a training configuration this is one key: `train: {memory_budget: "1.5GB"}` plans and applies the schedule
-for the configured batch and sequence length (`hydroml memory plan CONFIG` prints it).
+In a training configuration this is one key, `train: {memory_budget: "1.5GB"}`: training plans the schedule for
+the configured batch and sequence length from the model's own estimate of its stage costs
+(`model.stages(seq_len, batch_size)`) and applies it. `hydroml memory plan CONFIG` profiles the model on a
+batch of the configured shape and prints the per-stage table, the schedule and the predicted peak.
 
 ## 2. Tiled inference of a U-Net
 `memory.tiled_predict` runs a fully convolutional model tile by tile with a halo taken from the model's
