@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     ap.add_argument("names", nargs="*", default=["cnn_lstm.demo_discharge", "closure.demo_evaporation"])
     ap.add_argument("--out", type=Path, help="output folder (default hydroml/zoo/weights)")
     ap.add_argument("--rescore", action="store_true", help="recompute the test scores of the shipped weights")
-    ap.add_argument("--epochs", type=int, help="override the epochs (cnn_lstm 8, closure 20)")
+    ap.add_argument("--epochs", type=int, help="override the epochs (cnn_lstm 16, closure 20)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
         if args.rescore:
             rescore(name, args.out)
         elif name == "cnn_lstm.demo_discharge":
-            train_cnn_lstm(epochs=args.epochs or 8, out_dir=args.out)
+            train_cnn_lstm(epochs=args.epochs or 16, out_dir=args.out)
         elif name == "closure.demo_evaporation":
             train_closure(epochs=args.epochs or 20, out_dir=args.out)
         else:
