@@ -250,18 +250,9 @@ def test_zoo_closure_reproduces_its_card(demo_cache, one_thread):
     assert card.test_scores["residual_mae_after"] < 0.5 * card.test_scores["residual_mae_before"]
 
 
-def test_forecast_writes_the_corrected_grid_as_cf(demo, tmp_path, monkeypatch):
-    """``hydroml.forecast`` runs the closure model over a grid once it counts ``closure`` as gridded.
-
-    hydroml.forecast.ForecastModel.gridded lists ``unet`` only (owned by the forecast module); the one-line hook
-    is patched here to show that nothing else is needed.
-    """
-    import hydroml.forecast as fc
+def test_forecast_writes_the_corrected_grid_as_cf(demo, tmp_path):
+    """``hydroml forecast closure.demo_evaporation`` writes the corrected evaporation grid as CF NetCDF."""
     import hydroml.zoo as zoo
-
-    monkeypatch.setattr(
-        fc.ForecastModel, "gridded", property(lambda self: self.architecture in {"unet", "closure"})
-    )
     from hydroml._io import write_netcdf_atomic
     from hydroml.cli import main
 

@@ -68,6 +68,8 @@ class ClosureNet(nn.Module):
         Value replacing NaN inputs (0 = the mean of normalised inputs).
     """
 
+    gridded = True  # hydroml.forecast: maps whole grids, {"x": [B, C, H, W]} -> [B, 1, H, W]
+
     def __init__(
         self,
         in_channels: int,

@@ -66,6 +66,8 @@ class CNNLSTM(nn.Module):
         Checkpoint the CNN over chunks of time steps (``True``: chunks of 32 steps; an int: that many).
     """
 
+    gridded = False  # basin windows from BasinGridDataset, not whole grids (hydroml.forecast)
+
     def __init__(
         self,
         n_inputs: int,
