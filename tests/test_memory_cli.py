@@ -15,7 +15,14 @@ def test_memory_plan_unet(tmp_path, capsys):
     )
     assert main(["memory", "plan", str(cfg), "--measure"]) == 0
     out = capsys.readouterr().out
-    for text in ("enc0.conv1", "predicted peak", "schedule:", "recomputation", "sqrt(n) segments", "measured peak"):
+    for text in (
+        "enc0.conv1",
+        "predicted peak",
+        "schedule:",
+        "recomputation",
+        "sqrt(n) segments",
+        "measured peak",
+    ):
         assert text in out
     assert main(["memory", "plan", str(cfg), "--json", "--budget", "1GB"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -44,7 +44,19 @@ __all__ = ["SavedTensorCounter", "Profile", "profile", "storage_key", "state_byt
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
-    """``(data_ptr, nbytes)`` of the storage behind ``t`` (``None`` for storage-less tensors)."""
+    """``(data_ptr, nbytes)`` of the storage behind ``t`` (``None`` for storage-less tensors).
+
+    Sparse tensors count the bytes of their values and indices (keyed by the tensor's identity).
+    """
+    if t.layout != torch.strided:
+        total = 0
+        for name in ("values", "crow_indices", "col_indices", "ccol_indices", "row_indices", "_indices"):
+            try:
+                part = getattr(t, name)()
+            except (RuntimeError, AttributeError, NotImplementedError):
+                continue
+            total += part.numel() * part.element_size()
+        return id(t), total
     try:
         st = t.untyped_storage()
         return st.data_ptr(), st.nbytes()
