@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from hydroml.datasets._batched import BatchedDataset
 from hydroml.exceptions import ConfigError, DataError
 
 log = logging.getLogger("hydroml.datasets")
@@ -68,7 +69,7 @@ def inverse(stats: dict, y: np.ndarray | torch.Tensor) -> np.ndarray | torch.Ten
     return y
 
 
-class BasinGridDataset(torch.utils.data.Dataset):
+class BasinGridDataset(BatchedDataset):
     """Samples (basin, day) whose input is the window of gridded forcings around the basin.
 
     Parameters
@@ -300,14 +301,8 @@ class BasinGridDataset(torch.utils.data.Dataset):
         return batch
 
     def __getitem__(self, idx) -> dict[str, torch.Tensor]:
+        """A batch for positions ``idx``; an int gives a batch of one (keeps the batch dimension)."""
         return self.get_batch(idx)
-
-    def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False, **kwargs):
-        """A :class:`torch.utils.data.DataLoader` over whole batches (``loader.sampler.set_epoch(e)`` each epoch)."""
-        from hydroml.datasets.basin import BatchSampler
-
-        sampler = BatchSampler(len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        return torch.utils.data.DataLoader(self, sampler=sampler, batch_size=None, **kwargs)
 
     def samples_of(self, basin: str) -> np.ndarray:
         """Sample positions of one basin, in time order."""

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hydroml.datasets.basin import BatchSampler
+from hydroml.datasets._batched import BatchedDataset
 from hydroml.datasets.normalise import Normaliser
 from hydroml.exceptions import ConfigError, DataError
 
@@ -51,7 +51,7 @@ def _origins(n: int, size: int, stride: int) -> np.ndarray:
     return np.asarray(o, dtype=np.int64)
 
 
-class GridDataset(torch.utils.data.Dataset):
+class GridDataset(BatchedDataset):
     """Gridded samples for fully convolutional models.
 
     Parameters
@@ -308,34 +308,3 @@ class GridDataset(torch.utils.data.Dataset):
             "tile": torch.from_numpy(k),
             "origin": torch.from_numpy(np.stack([iy, ix], -1)),
         }
-
-    def __getitem__(self, idx) -> dict[str, torch.Tensor]:
-        """A batch for an array of positions; one sample (no batch dimension) for an int."""
-        if np.ndim(idx) == 0:
-            return {k: v[0] for k, v in self.get_batch(np.array([int(idx)])).items()}
-        return self.get_batch(np.asarray(idx))
-
-    def loader(
-        self,
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        num_workers: int = 0,
-        **kwargs,
-    ) -> torch.utils.data.DataLoader:
-        """A :class:`torch.utils.data.DataLoader` over whole batches (see :class:`BatchSampler`)."""
-        sampler = BatchSampler(
-            len(self),
-            batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world_size,
-        )
-        return torch.utils.data.DataLoader(
-            self, sampler=sampler, batch_size=None, num_workers=num_workers, **kwargs
-        )
