@@ -36,6 +36,7 @@ import xarray as xr
 
 from hydroml._progress import tqdm
 from hydroml.data.readers import register_reader
+from hydroml.data.readers._common import add_statics, join_attribute_tables, select_attributes, select_basins
 from hydroml.exceptions import DataError
 
 log = logging.getLogger("hydroml.data")
@@ -186,26 +187,12 @@ def read_attributes(
         df = pd.read_csv(f, sep=";", dtype={"gauge_id": str}, na_values=["NA", "NaN", ""])
         df["gauge_id"] = df["gauge_id"].str.strip().str.zfill(8)
         frames.append(df.set_index("gauge_id"))
-    table = pd.concat(frames, axis=1)
-    table = table.loc[:, ~table.columns.duplicated()]
+    table = join_attribute_tables(frames)
     for col in table.columns:
         if table[col].dtype == object:
             table[col] = table[col].str.strip()
-    if attributes is None:
-        table = table.select_dtypes("number")
-    else:
-        unknown = [a for a in attributes if a not in table.columns]
-        if unknown:
-            raise DataError(
-                f"camels_us: attributes {unknown} not found in {folder}; available: {sorted(table.columns)}"
-            )
-        table = table[list(attributes)]
-    if basins is not None:
-        absent = [b for b in basins if b not in table.index]
-        if absent:
-            raise DataError(f"camels_us: basins {absent} have no attributes in {folder}")
-        table = table.loc[list(basins)]
-    return table
+    table = select_attributes(table, attributes, "camels_us", where=f" in {folder}")
+    return select_basins(table, basins, "camels_us", where=f"in {folder}")
 
 
 @register_reader("camels_us")
@@ -312,13 +299,7 @@ def read_camels_us(
     ds = ds.assign_coords(lat=("basin", np.array([h["lat"] for h in headers]), {"units": "degrees_north"}))
     if attributes is not False:
         table = read_attributes(root, ids, None if attributes in (None, True) else attributes)
-        for col in table.columns:
-            if col in ds.variables:
-                continue
-            values = table[col].to_numpy()
-            if values.dtype == object:
-                values = values.astype(str)
-            ds[col] = ("basin", values)
+        add_statics(ds, table)
     ds.attrs.update(source="CAMELS-US", forcing=forcing, source_path=str(root))
     log.info("camels_us: read %d basins, %d days (%s forcing)", len(ids), ds.sizes["time"], forcing)
     return ds

@@ -28,6 +28,7 @@ import xarray as xr
 
 from hydroml._progress import tqdm
 from hydroml.data.readers import register_reader
+from hydroml.data.readers._common import add_statics, join_attribute_tables, select_attributes, select_basins
 from hydroml.data.readers.basin_netcdf import open_netcdf
 from hydroml.data.readers.station import frames_to_dataset
 from hydroml.exceptions import DataError
@@ -107,15 +108,9 @@ def read_caravan_attributes(
             if "gauge_id" not in df.columns:
                 raise DataError(f"{f}: no 'gauge_id' column; columns are {list(df.columns)}")
             parts.append(df.set_index("gauge_id"))
-        t = pd.concat(parts, axis=1)
-        tables.append(t.loc[:, ~t.columns.duplicated()])
+        tables.append(join_attribute_tables(parts))
     table = pd.concat(tables, axis=0) if tables else pd.DataFrame()
-    if basins is not None:
-        absent = [b for b in basins if b not in table.index]
-        if absent:
-            raise DataError(f"caravan: basins {absent} have no attributes under {root / 'attributes'}")
-        table = table.loc[list(basins)]
-    return table
+    return select_basins(table, basins, "caravan", where=f"under {root / 'attributes'}")
 
 
 @register_reader("caravan")
@@ -217,23 +212,13 @@ def read_caravan(
     ds = frames_to_dataset(frames, dim="basin", units=units)
     if attributes is not False:
         table = read_caravan_attributes(root, ids)
-        if attributes in (None, True):
-            statics = table.select_dtypes("number")
-        else:
-            absent = [a for a in attributes if a not in table.columns]
-            if absent:
-                raise DataError(f"caravan: attributes {absent} not found; available: {sorted(table.columns)}")
-            statics = table[list(attributes)]
+        statics = select_attributes(table, None if attributes in (None, True) else attributes, "caravan")
         if "area" in table.columns:
             ds["area_km2"] = ("basin", table["area"].to_numpy(dtype="float64"), {"units": "km2"})
         for name, coord in (("gauge_lat", "lat"), ("gauge_lon", "lon")):
             if name in table.columns:
                 ds = ds.assign_coords({coord: ("basin", table[name].to_numpy(dtype="float64"))})
-        for col in statics.columns:
-            if col in ("area", "gauge_lat", "gauge_lon") or col in ds.variables:
-                continue
-            values = statics[col].to_numpy()
-            ds[col] = ("basin", values.astype(str) if values.dtype == object else values)
+        add_statics(ds, statics, skip=("area", "gauge_lat", "gauge_lon"))
     ds.attrs.update(source="Caravan", source_path=str(root))
     log.info("caravan: read %d basins, %d days", ds.sizes["basin"], ds.sizes["time"])
     return ds
