@@ -446,6 +446,18 @@ def generate_demo(config: DemoConfig | None = None) -> dict[str, xr.Dataset]:
 
     q_m3s = q_mm * basin_area[:, None] / 86.4
 
+    def discharge() -> dict:  # q and q_mm on (basin, time), fresh arrays for each product
+        return {
+            "q": var(
+                q_m3s,
+                "m3 s-1",
+                "river discharge at the gauge",
+                "water_volume_transport_in_river_channel",
+                dims=("basin", "time"),
+            ),
+            "q_mm": var(q_mm, "mm/day", "discharge as depth over the basin area", dims=("basin", "time")),
+        }
+
     # ---- grid product
     grid = xr.Dataset(
         {
@@ -466,14 +478,7 @@ def generate_demo(config: DemoConfig | None = None) -> dict[str, xr.Dataset]:
                 "time: sum",
             ),
             **statics,
-            "q": var(
-                q_m3s,
-                "m3 s-1",
-                "river discharge at the gauge",
-                "water_volume_transport_in_river_channel",
-                dims=("basin", "time"),
-            ),
-            "q_mm": var(q_mm, "mm/day", "discharge as depth over the basin area", dims=("basin", "time")),
+            **discharge(),
             "area_km2": ("basin", basin_area.astype(f32), area_attr),
         },
         coords={**coords, **basin_coords},
@@ -558,14 +563,7 @@ def generate_demo(config: DemoConfig | None = None) -> dict[str, xr.Dataset]:
                 cell_methods="time: sum",
                 dims=("basin", "time"),
             ),
-            "q": var(
-                q_m3s,
-                "m3 s-1",
-                "river discharge at the gauge",
-                "water_volume_transport_in_river_channel",
-                dims=("basin", "time"),
-            ),
-            "q_mm": var(q_mm, "mm/day", "discharge as depth over the basin area", dims=("basin", "time")),
+            **discharge(),
             **statics_b,
         },
         coords={"time": time, **basin_coords},
