@@ -877,6 +877,22 @@ def _run(
     return {k: v.reshape(lead) for k, v in outs.items()}
 
 
+def _check_metrics(
+    metrics: Sequence[str] | None, options: dict[str, dict[str, Any]] | None
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Metric names (default all deterministic ones) and their options, refusing unknown names and options
+    for metrics that are not computed."""
+    names = list(DEFAULT_METRICS if metrics is None else metrics)
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; available: {sorted(METRICS)}")
+    options = options or {}
+    bad = [k for k in options if k not in names]
+    if bad:
+        raise ConfigError(f"options given for metric(s) {bad} that are not computed ({names})")
+    return names, options
+
+
 def compute(
     obs: Any,
     sim: Any,
@@ -912,14 +928,7 @@ def compute(
     >>> sorted(out), round(float(out["nse"]), 4)
     (['nse', 'rmse'], 0.9)
     """
-    names = list(DEFAULT_METRICS if metrics is None else metrics)
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; available: {sorted(METRICS)}")
-    options = options or {}
-    bad = [k for k in options if k not in names]
-    if bad:
-        raise ConfigError(f"options given for metric(s) {bad} that are not computed ({names})")
+    names, options = _check_metrics(metrics, options)
     return _run(names, obs, sim, axis, min_pairs, options, "compute")
 
 

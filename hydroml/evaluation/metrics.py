@@ -717,14 +717,7 @@ def evaluate(
     >>> sorted(out)
     ['alpha', 'beta', 'kge', 'nse', 'r']
     """
-    names = list(_core.DEFAULT_METRICS if metrics is None else metrics)
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; available: {sorted(METRICS)}")
-    options = options or {}
-    bad = [k for k in options if k not in names]
-    if bad:
-        raise ConfigError(f"options given for metric(s) {bad} that are not computed ({names})")
+    names, options = _core._check_metrics(metrics, options)
     if _is_xr(obs) or _is_xr(sim):
         if axis is not None:
             raise ConfigError("evaluate: axis= is for NumPy inputs; xarray inputs take dim=")
