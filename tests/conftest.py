@@ -32,3 +32,15 @@ def demo_cache(tmp_path_factory) -> Path:
     path = Path(os.environ.get("HYDROML_CACHE", tmp_path_factory.mktemp("hydroml_cache")))
     os.environ["HYDROML_CACHE"] = str(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: the test machine is shared, and for small models one thread is faster
+    than two contended ones."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

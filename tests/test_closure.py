@@ -21,15 +21,6 @@ from hydroml.models import create
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # the test machine is shared: one thread is faster than two contended ones for these small convolutions
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
 def demo(demo_cache):
     return closure.demo_problem(cache_dir=demo_cache)
 

@@ -16,14 +16,6 @@ from hydroml.exceptions import ConfigError, DataError
 from hydroml.models import create, list_models
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _toy(seed: int = 0):
     """A 12 x 10 grid, 3 variables, 200 days, two basins (one nested), discharge driven by basin rain."""
     rng = np.random.default_rng(seed)

@@ -457,26 +457,11 @@ def test_grid_demo_monthly(demo_cache):
     from hydroml.datasets import GridDataset
 
     m = load_demo("monthly", cache_dir=demo_cache)
-    train = GridDataset(
-        m,
-        ["pr", "tas", "rsds", "evspsblpot"],
-        ["evspsbl"],
-        static_inputs=["elevation", "forest_frac"],
-        lags=3,
-        tile=16,
-        valid_mask="land_mask",
-        period=("2000-01-01", "2010-12-31"),
-    )
+    kw = dict(static_inputs=["elevation", "forest_frac"], lags=3, tile=16, valid_mask="land_mask")
+    inputs = ["pr", "tas", "rsds", "evspsblpot"]
+    train = GridDataset(m, inputs, ["evspsbl"], period=("2000-01-01", "2010-12-31"), **kw)
     test = GridDataset(
-        m,
-        ["pr", "tas", "rsds", "evspsblpot"],
-        ["evspsbl"],
-        static_inputs=["elevation", "forest_frac"],
-        lags=3,
-        tile=16,
-        valid_mask="land_mask",
-        period=("2011-01-01", "2015-12-31"),
-        normaliser=train.normaliser,
+        m, inputs, ["evspsbl"], period=("2011-01-01", "2015-12-31"), normaliser=train.normaliser, **kw
     )
     assert len(train) == 4 * (132 - 2) and len(test) == 4 * 60
     batch = test.get_batch(np.arange(8))

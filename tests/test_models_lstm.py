@@ -14,13 +14,8 @@ RECURRENT = [m for m in list_models() if m in {"lstm", "ealstm"}]
 F, S, N, H, B, T = 3, 4, 2, 8, 5, 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one thread is faster than two, and much faster on a shared CPU
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# tiny models: one thread is faster than two, and much faster on a shared CPU
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(seed: int = 0) -> dict:
