@@ -6,6 +6,7 @@ Everything else (metadata, dependencies, extras) is in pyproject.toml.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["hydroml", "hydroml.*"]) + ["hydroml._catalog", "hydroml._catalog.recipes"],
+    packages=find_packages(include=["hydroml", "hydroml.*"])
+    + ["hydroml._catalog", "hydroml._catalog.recipes"],
     package_dir={"hydroml._catalog": "data_catalog"},
 )

@@ -54,5 +54,6 @@ def add_statics(ds: xr.Dataset, table: pd.DataFrame, skip: Iterable[str] = ()) -
         if col in skip or col in ds.variables:
             continue
         values = table[col].to_numpy()
-        ds[col] = ("basin", values.astype(str) if values.dtype == object else values)
+        text = not pd.api.types.is_numeric_dtype(table[col]) and not pd.api.types.is_bool_dtype(table[col])
+        ds[col] = ("basin", values.astype(str) if text else values)
     return ds

@@ -189,7 +189,7 @@ def read_attributes(
         frames.append(df.set_index("gauge_id"))
     table = join_attribute_tables(frames)
     for col in table.columns:
-        if table[col].dtype == object:
+        if not pd.api.types.is_numeric_dtype(table[col]):  # object or pandas' string dtype (pandas >= 3)
             table[col] = table[col].str.strip()
     table = select_attributes(table, attributes, "camels_us", where=f" in {folder}")
     return select_basins(table, basins, "camels_us", where=f"in {folder}")
