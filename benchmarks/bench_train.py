@@ -26,7 +26,7 @@ What is measured (wall-clock seconds, ``time.perf_counter``, same process, same 
     - ``hydroml`` ``mode=stateful``: one pass carrying the LSTM state (warm-up ``seq_len`` days), chunks of 1000.
 
 Run ``python benchmarks/bench_train.py`` (table) or ``--json`` (one JSON object per line). Results with the
-command and the machine go in ``benchmarks/results/train.md``.
+command and the machine go in ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations

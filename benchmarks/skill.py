@@ -17,7 +17,7 @@ Parts (``python benchmarks/skill.py PART [--seeds 0 1 2] [--peer] [--json]``), c
     1990-1991, validated 1992 (best epoch kept), tested 1993; against the per-cell monthly climatology of the
     training years. Scores per cell over the 12 test months (median over cells) and pooled over all cells.
 
-Every number printed comes from this script; ``benchmarks/results/skill.md`` records what was run.
+Every number printed comes from this script; ``BENCHMARKS.md`` records what was run.
 """
 
 from __future__ import annotations

@@ -352,7 +352,7 @@ for k, name in enumerate(bias):
     md("""
 The corrected field is closer to the truth in cells of catchments it was never trained on, and the water budget
 of those catchments closes better. On real data the truth is unknown: the residual of held-out catchments is
-what one can check: `benchmarks/results/gridded.md` reports it for the Moselle (`et.nc` against gauge 398's budget).
+what one can check: `BENCHMARKS.md` reports it for the Moselle (`et.nc` against gauge 398's budget).
 """),
 ]
 

@@ -1,4 +1,4 @@
-"""``hydroml demo`` end to end, reduced (1 epoch, seq_len 60, hidden 8); the default run is timed in benchmarks/results/train.md."""
+"""``hydroml demo`` end to end, reduced (1 epoch, seq_len 60, hidden 8); the default run is timed in BENCHMARKS.md."""
 
 from __future__ import annotations
 
