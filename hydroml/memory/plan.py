@@ -210,7 +210,15 @@ class Segment:
     inner: tuple = ()
 
 
-def _as_costs(costs: Any) -> list[StageCost]:
+def as_costs(costs: Any) -> list[StageCost]:
+    """Normalise stage costs: a :class:`Profile`, :class:`StageCost` objects, or dicts (``saved_bytes`` or
+    ``activation_bytes``, ``input_bytes`` or ``state_bytes``, optional ``name``, ``forward_s``, ``steps``).
+
+    Raises
+    ------
+    ConfigError
+        If a stage lacks its sizes, or there is no stage.
+    """
     if hasattr(costs, "stages") and not callable(costs.stages):
         costs = costs.stages
     out = []
@@ -335,7 +343,7 @@ class Schedule:
     ) -> Schedule:
         if persistent_bytes is None:
             persistent_bytes = int(getattr(costs, "persistent_bytes", 0) or 0)
-        costs = _as_costs(costs)
+        costs = as_costs(costs)
         items = tuple(items)
         _validate(items, 0, len(costs))
         peak, rec = evaluate(items, costs)
@@ -461,7 +469,7 @@ def _time_items(items: Sequence, costs: Sequence[StageCost]) -> list:
 def store_all(costs: Any) -> Schedule:
     """The schedule without checkpointing (every stage stored)."""
     pers = int(getattr(costs, "persistent_bytes", 0) or 0)
-    costs = _as_costs(costs)
+    costs = as_costs(costs)
     return Schedule.from_items([Store(i) for i in range(len(costs))], costs, persistent_bytes=pers)
 
 
@@ -477,7 +485,7 @@ def sqrt_schedule(costs: Any, segments: int | None = None) -> Schedule:
         Number of segments; default ``round(sqrt(n))``.
     """
     pers = int(getattr(costs, "persistent_bytes", 0) or 0)
-    costs = _as_costs(costs)
+    costs = as_costs(costs)
     n = len(costs)
     segments = max(1, min(n, segments or int(round(math.sqrt(n)))))
     size = math.ceil(n / segments)
@@ -577,7 +585,7 @@ def min_budget(costs: Any, *, slots: int = 400, persistent_bytes: int | None = N
     pers = (
         int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
     )
-    costs = _as_costs(costs)
+    costs = as_costs(costs)
     total, _ = evaluate([Store(i) for i in range(len(costs))], costs)
     unit = max(total, 1) / slots
     C_all, _ = _dp(costs, max(total, 1), slots)
@@ -660,7 +668,7 @@ def plan(
     pers = (
         int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
     )
-    costs = _as_costs(costs)
+    costs = as_costs(costs)
     full_budget = parse_bytes(budget_bytes)
     budget = full_budget - pers
     n = len(costs)

@@ -168,30 +168,6 @@ def _roles(schedule: Any, n: int) -> list[str]:
     return roles
 
 
-def _stage_table(costs: Any) -> list[Any]:
-    """Stage costs as StageCost objects (from a Profile, StageCosts, or dicts with the same keys)."""
-    from hydroml.memory import StageCost
-
-    if hasattr(costs, "stages") and not callable(costs.stages):
-        costs = costs.stages
-    out = []
-    for k, c in enumerate(costs):
-        if isinstance(c, StageCost):
-            out.append(c)
-            continue
-        try:
-            saved = c.get("saved_bytes", c.get("activation_bytes"))
-            inp = c.get("input_bytes", c.get("state_bytes"))
-            out.append(StageCost(str(c.get("name", f"stage{k}")), int(saved), int(inp)))
-        except (AttributeError, TypeError) as err:
-            raise DataError(
-                f"memory_plan: stage {k} ({c!r}) is not a StageCost nor a dict with saved_bytes and input_bytes"
-            ) from err
-    if not out:
-        raise DataError("memory_plan: no stages")
-    return out
-
-
 _ROLE_LABELS = {
     "stored": "stored",
     "checkpoint": "checkpointed: input kept, recomputed",
@@ -248,7 +224,9 @@ def memory_plan(
     if isinstance(costs, Schedule):
         schedule, costs = schedule or costs, costs.costs
     persistent = int(getattr(costs, "persistent_bytes", 0) or 0)
-    stages = _stage_table(costs)
+    from hydroml.memory import as_costs
+
+    stages = as_costs(costs)
     n = len(stages)
     scale = float(_UNITS[unit])
     saved = np.array([s.saved_bytes for s in stages], dtype=float) / scale
