@@ -41,24 +41,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _proc import status_mb  # noqa: E402
+
 FIELDS = ["impl", "build_s", "peak_rss_mb", "index_bytes_per_sample", "samples_per_s"]
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _rss_mb() -> float:
-    """Current resident memory (after imports: the interpreter's baseline), MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _data_dir(args) -> Path:
@@ -138,7 +123,7 @@ def worker_hydroml(args) -> dict:
 
     root = _data_dir(args)
     _warm_xarray()
-    baseline = _rss_mb()
+    baseline = status_mb("VmRSS")
     c0 = time.process_time()
     t0 = time.perf_counter()
     # opened lazily: BasinDataset reads one variable at a time straight into its float32 storage
@@ -157,7 +142,7 @@ def worker_hydroml(args) -> dict:
     return {
         "impl": "hydroml",
         "build_s": round(t2 - t0, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
         "index_bytes_per_sample": bd.index_bytes_per_sample,
         "samples_per_s": round(sps, 1),
         "samples_per_cpu_s": round(sps_cpu, 1),
@@ -244,7 +229,7 @@ def worker_neuralhydrology(args) -> dict:
         x_d=[z], x_s=None, y=[z[:, :1]], seq_length=[365], predict_last_n=[1], frequency_maps=[np.arange(400)]
     )
     jit_s = time.perf_counter() - tj
-    baseline = _rss_mb()
+    baseline = status_mb("VmRSS")
     c0 = time.process_time()
     t0 = time.perf_counter()
     nh = GenericDataset(cfg, is_train=True, period="train")
@@ -258,7 +243,7 @@ def worker_neuralhydrology(args) -> dict:
     return {
         "impl": "neuralhydrology",
         "build_s": round(build, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
         "index_bytes_per_sample": round(lookup_bytes / len(nh), 1),
         "samples_per_s": round(sps, 1),
         "samples_per_cpu_s": round(sps_cpu, 1),

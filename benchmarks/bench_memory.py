@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _proc import status_mb  # benchmarks/ is on sys.path when a script runs
+
 HERE = Path(__file__).resolve()
 
 # --------------------------------------------------------------------------------------------------------------
@@ -64,13 +66,6 @@ QUICK = {
 
 # --------------------------------------------------------------------------------------------------------------
 # worker side
-
-
-def _vm(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _profiler_peak_mb(fn) -> float:
@@ -192,14 +187,14 @@ def _read_costs(case: str):
 def _train_measure(step, params, steps: int, extra: dict) -> dict:
     from hydroml import memory
 
-    base = _vm("VmRSS")
+    base = status_mb("VmRSS")
     step()  # warm-up (oneDNN primitives, allocator)
     with memory.SavedTensorCounter(exclude=params) as counter:
         t0 = time.perf_counter()
         step()
         first = time.perf_counter() - t0
     step_s = _median_time(step, steps - 1) if steps > 1 else first
-    rss = _vm("VmHWM")
+    rss = status_mb("VmHWM")
     alloc = _profiler_peak_mb(step)
     return {
         "peak_saved_bytes": int(counter.peak_bytes),
@@ -294,7 +289,7 @@ def _tiled_worker(method: str, budget: int | None, sz: dict, size: int, workdir:
     C = sz["channels"]
     model = create("unet", in_channels=C, base_width=sz["width"], depth=sz["depth"]).eval()
     path = workdir / f"input_{size}.nc"
-    base = _vm("VmRSS")
+    base = status_mb("VmRSS")
     with xr.open_dataset(path) as ds:
         da = ds["x_in"]  # lazy, file-backed: tile windows are read on demand
         if method == "untiled":
@@ -317,7 +312,7 @@ def _tiled_worker(method: str, budget: int | None, sz: dict, size: int, workdir:
     rf = model.receptive_field()
     return {
         "peak_saved_bytes": 0,
-        "peak_rss_mb": round(_vm("VmHWM"), 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
         "base_rss_mb": round(base, 1),
         "step_s": round(step_s, 3),
         "grid": f"{size}x{size}x{C}",

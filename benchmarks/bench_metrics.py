@@ -33,14 +33,7 @@ import time
 import warnings
 
 import numpy as np
-
-
-def _status(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0  # kB -> MiB
-    return float("nan")
+from _proc import status_mb  # benchmarks/ is on sys.path when a script runs
 
 
 def make_data(
@@ -151,7 +144,7 @@ def worker(args: argparse.Namespace) -> dict:
         rows = min(args.series, args.peer_series)
     fn = IMPLS[args.impl]
     fn(obs[:2], sim[:2], args.metrics)  # import and warm up outside the timing
-    rss_before = _status("VmRSS")
+    rss_before = status_mb("VmRSS")
     c0 = time.process_time()
     t0 = time.perf_counter()
     fn(obs[:rows], sim[:rows], args.metrics)
@@ -163,7 +156,7 @@ def worker(args: argparse.Namespace) -> dict:
         "series": args.series,
         "steps": args.steps,
         "seconds": seconds * args.series / rows,
-        "peak_rss_mb": round(_status("VmHWM"), 1),
+        "peak_rss_mb": round(status_mb("VmHWM"), 1),
         "cpu_seconds": round(cpu * args.series / rows, 3),
         "load_avg_1min": os.getloadavg()[0],
         "measured_series": rows,
