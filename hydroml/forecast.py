@@ -30,6 +30,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -412,19 +413,51 @@ def _period(times: pd.DatetimeIndex, start: Any, end: Any, history: int, what: s
     return i_first, i_start, i_end
 
 
+def _dynamic_arrays(ds: xr.Dataset, fm: ForecastModel, i0: int, i1: int, scaler: _Scaler) -> np.ndarray:
+    """Normalised dynamic inputs ``[basin, time, F]`` for steps ``i0:i1`` (one read per variable)."""
+    sub = ds[fm.inputs].isel(time=slice(i0, i1))
+    x = np.stack([sub[v].transpose("basin", "time").values for v in fm.inputs], axis=-1)
+    return scaler.transform(fm.inputs, x)
+
+
+def _static_arrays(ds: xr.Dataset, fm: ForecastModel, scaler: _Scaler) -> np.ndarray | None:
+    """Normalised static inputs ``[basin, S]``, or ``None`` for a model without statics."""
+    if not fm.static_inputs:
+        return None
+    xs = np.stack([ds[v].transpose("basin").values for v in fm.static_inputs], axis=-1)
+    return scaler.transform(fm.static_inputs, xs)
+
+
 def _basin_arrays(
     ds: xr.Dataset, fm: ForecastModel, i0: int, i1: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Normalised dynamic inputs ``[basin, time, F]`` for steps ``i0:i1`` and static inputs ``[basin, S]``."""
     scaler = _Scaler(fm.normaliser)
-    sub = ds[fm.inputs].isel(time=slice(i0, i1))
-    x = np.stack([sub[v].transpose("basin", "time").values for v in fm.inputs], axis=-1)
-    x = scaler.transform(fm.inputs, x)
-    xs = None
-    if fm.static_inputs:
-        xs = np.stack([ds[v].transpose("basin").values for v in fm.static_inputs], axis=-1)
-        xs = scaler.transform(fm.static_inputs, xs)
-    return x, xs
+    return _dynamic_arrays(ds, fm, i0, i1, scaler), _static_arrays(ds, fm, scaler)
+
+
+# Floats of input read at once in a stateful forecast (per basin batch): 16 M floats = 64 MB. The model still
+# runs chunk by chunk; reading a longer block first saves one NetCDF read per variable and chunk.
+_READ_BLOCK_FLOATS = 1 << 24
+
+# Below this many multiply-adds per recurrent step (basins x 4 hidden x hidden), a stateful pass runs on one
+# intra-op thread: splitting a batch-of-one matrix-vector product over threads costs more in synchronisation
+# than it saves (measured with nn.LSTM, hidden 128, one basin: 15 us per step on 1 thread, 37-180 us on 2).
+_SERIAL_STEP_MACS = 1 << 21
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int | None):
+    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _next_state(out: Mapping[str, Any]) -> Any:
@@ -484,39 +517,55 @@ def _stateful(
     device,
     progress,
 ) -> np.ndarray:
-    """One pass from step ``i0`` carrying the state; returns predictions for steps ``i_start:i_end``."""
+    """One pass from step ``i0`` carrying the state; returns predictions for steps ``i_start:i_end``.
+
+    Inputs are read in blocks of at most ``_READ_BLOCK_FLOATS`` floats per basin batch (never the whole period
+    unless it is that small) and the model runs ``chunk_size`` steps at a time, so memory does not grow with the
+    period. Small recurrent batches run on one intra-op thread (see ``_SERIAL_STEP_MACS``).
+    """
     n_basin = ds.sizes["basin"]
     n_out = i_end - i_start
+    scaler = _Scaler(fm.normaliser)
     y = np.full((n_basin, n_out, len(fm.targets)), np.nan, dtype=np.float32)
     chunks = list(range(i0, i_end, chunk_size))
     basin_batches = list(range(0, n_basin, batch_size))
+    hidden = int(getattr(fm.model, "hidden_size", 0) or 0)
     bar = tqdm(total=len(chunks) * len(basin_batches), progress=progress, desc="forecast (stateful)")
     for b0 in basin_batches:
         sub = ds.isel(basin=slice(b0, b0 + batch_size))
-        state = None
-        for c0 in chunks:
-            c1 = min(c0 + chunk_size, i_end)
-            x, xs = _basin_arrays(sub, fm, c0, c1)
-            if np.isnan(x).any():
-                b, t, f = np.argwhere(np.isnan(x))[0]
-                raise DataError(
-                    f"input {fm.inputs[f]!r} is missing for basin {sub['basin'].values[b]} on "
-                    f"{pd.Timestamp(sub['time'].values[c0 + t]).date()}: a stateful forecast cannot carry its "
-                    "state across a gap; fill the input or use mode='sliding'"
-                )
-            batch = {"x_dynamic": torch.from_numpy(x).to(device)}
-            if xs is not None:
-                batch["x_static"] = torch.from_numpy(xs).to(device)
-            if state is not None:
-                batch["state"] = state
-            out = fm.model(batch)
-            state = _next_state(out)
-            keep0 = max(i_start, c0)
-            if c1 > keep0:
-                y[b0 : b0 + batch_size, keep0 - i_start : c1 - i_start] = (
-                    out["y_hat"][:, keep0 - c0 :, :].float().cpu().numpy()
-                )
-            bar.update(1)
+        nb = sub.sizes["basin"]
+        serial = str(device).startswith("cpu") and 0 < nb * 4 * hidden * hidden < _SERIAL_STEP_MACS
+        xs = _static_arrays(sub, fm, scaler)
+        xs_t = torch.from_numpy(xs).to(device) if xs is not None else None
+        block = max(chunk_size, _READ_BLOCK_FLOATS // max(1, nb * len(fm.inputs)) // chunk_size * chunk_size)
+        state, x_block, r0 = None, None, i0
+        with _intra_op_threads(1 if serial else None):
+            for c0 in chunks:
+                c1 = min(c0 + chunk_size, i_end)
+                if x_block is None or c1 > r0 + x_block.shape[1]:
+                    r0 = c0
+                    x_block = _dynamic_arrays(sub, fm, r0, min(r0 + block, i_end), scaler)
+                x = x_block[:, c0 - r0 : c1 - r0]
+                if np.isnan(x).any():
+                    b, t, f = np.argwhere(np.isnan(x))[0]
+                    raise DataError(
+                        f"input {fm.inputs[f]!r} is missing for basin {sub['basin'].values[b]} on "
+                        f"{pd.Timestamp(sub['time'].values[c0 + t]).date()}: a stateful forecast cannot carry "
+                        "its state across a gap; fill the input or use mode='sliding'"
+                    )
+                batch = {"x_dynamic": torch.from_numpy(np.ascontiguousarray(x)).to(device)}
+                if xs_t is not None:
+                    batch["x_static"] = xs_t
+                if state is not None:
+                    batch["state"] = state
+                out = fm.model(batch)
+                state = _next_state(out)
+                keep0 = max(i_start, c0)
+                if c1 > keep0:
+                    y[b0 : b0 + nb, keep0 - i_start : c1 - i_start] = (
+                        out["y_hat"][:, keep0 - c0 :, :].float().cpu().numpy()
+                    )
+                bar.update(1)
     bar.close()
     return y
 

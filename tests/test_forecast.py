@@ -113,6 +113,32 @@ def test_stateful_in_chunks_equals_one_pass(basin_data):
     assert np.nanmax(np.abs(sliding["q_mm"].values - one["q_mm"].values)) > 0
 
 
+def test_stateful_reads_in_blocks_and_runs_small_batches_on_one_thread(basin_data, monkeypatch):
+    import hydroml.forecast as fc
+
+    fm = _model()
+    one = forecast(fm, basin_data, "2001-04-01", "2002-08-01", mode="stateful", chunk_size=10_000)
+    # read blocks (3 basins x 2 inputs x 20 steps) much shorter than the period, chunks not aligned to them
+    monkeypatch.setattr(fc, "_READ_BLOCK_FLOATS", 120)
+    seen: list[int] = []
+    model_forward = fm.model.forward
+
+    def spy(batch):
+        seen.append(torch.get_num_threads())
+        return model_forward(batch)
+
+    monkeypatch.setattr(fm.model, "forward", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        blocked = forecast(fm, basin_data, "2001-04-01", "2002-08-01", mode="stateful", chunk_size=13)
+        assert torch.get_num_threads() == 2  # restored after the pass
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(blocked["q_mm"].values, one["q_mm"].values, rtol=0, atol=1e-6)
+    assert len(seen) > 30 and set(seen) == {1}  # 3 basins x hidden 12: far below the threading threshold
+
+
 def test_no_observations_needed_and_cf_attributes(basin_data, tmp_path):
     assert "q_mm" not in basin_data
     fm = _model()
