@@ -20,7 +20,9 @@ result as a per-sequence bias:
 ``W_ih (A_d x_d + A_s x_s + a) = [W_ih A_d | W_ih A_s] [x_d; x_s] + W_ih a``, the model is exactly an LSTM on the
 concatenated input with input weights ``[W_ih A_d | W_ih A_s]``; with the default ``embedding_size = F + S``
 every such concatenated LSTM is representable (``tests/test_models_lstm.py`` checks the equivalence by copying
-a naive concatenation LSTM into this layout).
+a naive concatenation LSTM into this layout). By default (``input_init``) the projection starts as the identity
+``[A_d | A_s] = I``, so the untrained model is exactly an LSTM on the concatenated inputs with ``nn.LSTM``'s
+initialisation, as neuralhydrology's ``cudalstm`` (``tests/test_models_lstm_init.py``).
 
 Activation checkpointing over time
 ----------------------------------
@@ -273,6 +275,18 @@ class LSTMModel(_RecurrentBase):
         Initial forget-gate bias (3 keeps the gate open early in training, as in neuralhydrology).
     checkpointing : bool, int or list
         Time-chunked activation checkpointing; see :meth:`set_checkpoint_schedule`.
+    input_init : {"identity", "default"}, optional
+        Initialisation of the input projection (``input_dynamic``, ``input_static``). ``"identity"``: the
+        projection starts as the identity on the concatenated inputs (``z_t = [x^{dyn}_t; x^{stat}]``, zero in
+        any rows beyond ``F + S``, zero bias), so that at initialisation the model *is* an LSTM on the
+        concatenated inputs with ``nn.LSTM``'s own initialisation (neuralhydrology's ``cudalstm``). Needs
+        ``embedding_size >= F + S``. ``"default"``: PyTorch's ``nn.Linear`` initialisation (uniform
+        ``+-1/sqrt(fan_in)``), which mixes the inputs and scales them by about ``sqrt(1/3)`` before ``W_ih``
+        (the effective input weights ``W_ih A`` start ~0.58x as large as ``nn.LSTM``'s); the only behaviour
+        before this option existed. It learns more slowly: on the Salmon River benchmark (8 epochs) its test
+        flow variability was too low (KGE alpha 0.64-0.70, see ``BENCHMARKS.md``). ``None`` (the default):
+        ``"identity"`` when ``embedding_size >= F + S``, else ``"default"``. Only the initial values differ:
+        parameter names and shapes are the same, so weights trained with either load into both.
     """
 
     def __init__(
@@ -286,6 +300,7 @@ class LSTMModel(_RecurrentBase):
         dropout: float = 0.0,
         initial_forget_bias: float | None = 3.0,
         checkpointing: bool | int | Sequence = False,
+        input_init: str | None = None,
     ) -> None:
         super().__init__(checkpointing)
         if n_dynamic < 1 or n_static < 0 or n_targets < 1 or hidden_size < 1 or num_layers < 1:
@@ -313,6 +328,30 @@ class LSTMModel(_RecurrentBase):
                     getattr(self.lstm, f"bias_hh_l{layer}")[hidden_size : 2 * hidden_size] = (
                         initial_forget_bias
                     )
+        n_in = n_dynamic + n_static
+        if input_init is None:
+            input_init = "identity" if self.embedding_size >= n_in else "default"
+        if input_init not in ("identity", "default"):
+            raise ConfigError(f"lstm: input_init must be 'identity', 'default' or None, got {input_init!r}")
+        if input_init == "identity":
+            if self.embedding_size < n_in:
+                raise ConfigError(
+                    f"lstm: input_init='identity' needs embedding_size >= n_dynamic + n_static = {n_in}, got "
+                    f"{self.embedding_size}; use input_init='default'"
+                )
+            self._identity_projection()
+        self.input_init = input_init
+
+    @torch.no_grad()
+    def _identity_projection(self) -> None:
+        """``z = [x_dyn; x_stat; 0]``: the input projection as the identity on the concatenated inputs."""
+        f, s = self.n_dynamic, self.n_static
+        self.input_dynamic.weight.zero_()
+        self.input_dynamic.weight[:f, :f] = torch.eye(f)
+        self.input_dynamic.bias.zero_()
+        if self.input_static is not None:
+            self.input_static.weight.zero_()
+            self.input_static.weight[f : f + s, :s] = torch.eye(s)
 
     def _static_bias(self, batch: dict, x: torch.Tensor) -> torch.Tensor | None:
         if self.input_static is None:
