@@ -14,7 +14,13 @@ What is measured (wall-clock seconds, ``time.perf_counter``, same process, same 
       loading, scaler, lookup table, model, optimiser) + ``_train_epoch(1)`` + ``_save_weights_and_optimizer(1)``,
       on the same data written in its ``GenericDataset`` layout (``time_series/<basin>.nc``, ``attributes/``).
 
-    ``samples_per_s`` = training samples / end-to-end seconds; ``epoch_samples_per_s`` counts only the epoch loop.
+    ``samples_per_s`` = training samples / end-to-end seconds; ``epoch_samples_per_s`` counts only the epoch loop;
+    ``samples_per_cpu_s`` = samples / CPU seconds of the process (user + system: less sensitive than wall time
+    to other jobs on a shared machine). ``flush_denormal`` says whether denormal floats were flushed to zero:
+    hydroml's trainer does it by default (``train.flush_denormal``), neuralhydrology does not; with
+    ``--peer-ftz`` neuralhydrology is also trained with flush-to-zero (``impl`` ``neuralhydrology+ftz``) to show
+    how much of the difference that one setting explains (LSTM backward through 365 steps produces denormal
+    gradients, and x86 arithmetic on denormals is many times slower).
 
 ``task=evaluate``
     Predict one basin over ``--eval-years`` years (the days of the test period), after a forward run of each
@@ -100,12 +106,12 @@ def bench_hydroml_train(nc_path: Path, work: Path, args, dyn, static, periods) -
             "progress": False,
         },
     }
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run_dir = train(config, runs_dir=work / "hydroml_runs", progress=False)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     metrics = pd.read_csv(run_dir / "metrics.csv")
     epoch_s = float(metrics["seconds"].iloc[-1])
-    return {"seconds": total, "epoch_seconds": epoch_s}, run_dir
+    return {"seconds": total, "epoch_seconds": epoch_s, "cpu_seconds": cpu}, run_dir
 
 
 def _nh_config(data_dir: Path, work: Path, args, dyn, static, periods, basin_files) -> object:
@@ -158,19 +164,24 @@ def _nh_config(data_dir: Path, work: Path, args, dyn, static, periods, basin_fil
     )
 
 
-def bench_nh_train(cfg) -> tuple[dict, object]:
+def bench_nh_train(cfg, flush_denormal: bool = False) -> tuple[dict, object]:
+    """neuralhydrology's trainer, end to end; ``flush_denormal`` sets flush-to-zero first (not its default)."""
     from neuralhydrology.training.basetrainer import BaseTrainer
 
-    t0 = time.perf_counter()
-    trainer = BaseTrainer(cfg)
-    trainer.initialize_training()
-    t1 = time.perf_counter()
-    trainer._train_epoch(epoch=1)
-    t2 = time.perf_counter()
-    trainer._save_weights_and_optimizer(1)
-    total = time.perf_counter() - t0
+    torch.set_flush_denormal(flush_denormal)
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        trainer = BaseTrainer(cfg)
+        trainer.initialize_training()
+        t1 = time.perf_counter()
+        trainer._train_epoch(epoch=1)
+        t2 = time.perf_counter()
+        trainer._save_weights_and_optimizer(1)
+        total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        torch.set_flush_denormal(False)
     n = len(trainer.loader.dataset)
-    return {"seconds": total, "epoch_seconds": t2 - t1, "samples": n}, trainer
+    return {"seconds": total, "epoch_seconds": t2 - t1, "samples": n, "cpu_seconds": cpu}, trainer
 
 
 def bench_nh_evaluate(cfg) -> dict:
@@ -227,6 +238,12 @@ def main(argv=None) -> int:
         "--repeat", type=int, default=1, help="evaluation: run each N times and keep the fastest (default 1)"
     )
     p.add_argument("--skip-peer", action="store_true", help="hydroml only")
+    p.add_argument(
+        "--peer-ftz",
+        action="store_true",
+        help="also train neuralhydrology with flush-to-zero of denormal floats (hydroml's default; "
+        "neuralhydrology's is off) to show how much of the difference that setting explains",
+    )
     p.add_argument("--only", choices=("train", "evaluate"), help="run one task only")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--workdir", help="keep the generated data and runs here (default: a temporary folder)")
@@ -291,6 +308,9 @@ def main(argv=None) -> int:
                     "seconds": round(res["seconds"], 3),
                     "samples_per_s": round(n_samples / res["seconds"], 2),
                     "epoch_samples_per_s": round(n_samples / res["epoch_seconds"], 2),
+                    "cpu_seconds": round(res["cpu_seconds"], 3),
+                    "samples_per_cpu_s": round(n_samples / res["cpu_seconds"], 2),
+                    "flush_denormal": True,
                 }
             )
         if have_nh:
@@ -299,26 +319,33 @@ def main(argv=None) -> int:
             files[0].write_text("\n".join(basins) + "\n")
             files[1].write_text(eval_basin + "\n")
             nh_cfg = _nh_config(data_dir, work, args, dyn, static, (train_p, test_p), files)
-            with contextlib.redirect_stdout(io.StringIO()):
-                res, _ = bench_nh_train(nh_cfg)
-            logging.getLogger().handlers.clear()  # neuralhydrology configures the root logger
-            if res["samples"] != n_samples:
-                print(
-                    f"note: neuralhydrology counted {res['samples']} samples, hydroml {n_samples}",
-                    file=sys.stderr,
-                )
-            if args.only != "evaluate":
-                emit(
-                    {
-                        "impl": "neuralhydrology",
-                        "task": "train",
-                        "mode": None,
-                        "samples": res["samples"],
-                        "seconds": round(res["seconds"], 3),
-                        "samples_per_s": round(res["samples"] / res["seconds"], 2),
-                        "epoch_samples_per_s": round(res["samples"] / res["epoch_seconds"], 2),
-                    }
-                )
+            variants = [("neuralhydrology", False)]
+            if args.peer_ftz and args.only != "evaluate":
+                variants.append(("neuralhydrology+ftz", True))
+            for impl, ftz in variants:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    res, _ = bench_nh_train(nh_cfg, flush_denormal=ftz)
+                logging.getLogger().handlers.clear()  # neuralhydrology configures the root logger
+                if res["samples"] != n_samples:
+                    print(
+                        f"note: neuralhydrology counted {res['samples']} samples, hydroml {n_samples}",
+                        file=sys.stderr,
+                    )
+                if args.only != "evaluate":
+                    emit(
+                        {
+                            "impl": impl,
+                            "task": "train",
+                            "mode": None,
+                            "samples": res["samples"],
+                            "seconds": round(res["seconds"], 3),
+                            "samples_per_s": round(res["samples"] / res["seconds"], 2),
+                            "epoch_samples_per_s": round(res["samples"] / res["epoch_seconds"], 2),
+                            "cpu_seconds": round(res["cpu_seconds"], 3),
+                            "samples_per_cpu_s": round(res["samples"] / res["cpu_seconds"], 2),
+                            "flush_denormal": ftz,
+                        }
+                    )
     if args.only in (None, "evaluate"):
         if have_nh:
             with contextlib.redirect_stdout(io.StringIO()):
@@ -352,19 +379,25 @@ def main(argv=None) -> int:
         file=out,
     )
     print(
-        f"{'impl':<16} {'task':<9} {'mode':<9} {'seconds':>9} {'samples/s':>10} {'epoch-only samples/s':>21}",
+        f"{'impl':<20} {'task':<9} {'mode':<9} {'seconds':>9} {'samples/s':>10} {'epoch-only samples/s':>21} "
+        f"{'samples/CPU s':>14}",
         file=out,
     )
     for r in rows:
         print(
-            f"{r['impl']:<16} {r['task']:<9} {r['mode'] or '-':<9} {r['seconds']:>9.2f} "
-            f"{r.get('samples_per_s', float('nan')):>10.1f} {r.get('epoch_samples_per_s', float('nan')):>21.1f}",
+            f"{r['impl']:<20} {r['task']:<9} {r['mode'] or '-':<9} {r['seconds']:>9.2f} "
+            f"{r.get('samples_per_s', float('nan')):>10.1f} {r.get('epoch_samples_per_s', float('nan')):>21.1f} "
+            f"{r.get('samples_per_cpu_s', float('nan')):>14.1f}",
             file=out,
         )
     by = {(r["impl"], r["task"], r["mode"]): r for r in rows}
     if ("neuralhydrology", "train", None) in by and ("hydroml", "train", None) in by:
         a, b = by[("hydroml", "train", None)], by[("neuralhydrology", "train", None)]
-        print(f"train speed-up (end to end): {a['samples_per_s'] / b['samples_per_s']:.2f}x", file=out)
+        print(
+            f"train speed-up (end to end): {a['samples_per_s'] / b['samples_per_s']:.2f}x wall, "
+            f"{a['samples_per_cpu_s'] / b['samples_per_cpu_s']:.2f}x per CPU second",
+            file=out,
+        )
     nh_eval = by.get(("neuralhydrology", "evaluate", "sliding"))
     if nh_eval:
         for mode in ("sliding", "stateful"):
