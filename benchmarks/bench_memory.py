@@ -181,7 +181,12 @@ def _read_costs(case: str):
     from hydroml.memory import Profile, StageCost
 
     d = json.loads((_WORKDIR / f"costs_{case}.json").read_text())
-    return Profile(stages=[StageCost(**c) for c in d["stages"]], persistent_bytes=d["persistent_bytes"])
+    return Profile(
+        stages=[StageCost(**c) for c in d["stages"]],
+        persistent_bytes=d["persistent_bytes"],
+        nests=[tuple(n) for n in d.get("nests", [])],
+        output_bytes=d.get("output_bytes", 0),
+    )
 
 
 def _train_measure(step, params, steps: int, extra: dict) -> dict:

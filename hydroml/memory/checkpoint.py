@@ -83,6 +83,10 @@ class Chain:
         Stage names for tables.
     steps : list of int, optional
         Time steps per stage (time chains).
+    nests : list of (int, int), optional
+        Nested sub-chains ``[p, q)`` (well nested): the state entering stage ``p`` passes through stages
+        ``p..q-1`` (a skip connection) and is consumed by stage ``q``; a U-Net level. A checkpoint over
+        exactly such a range keeps only its input, so the planner can recompute the skip connection.
     """
 
     stages: list
@@ -90,6 +94,7 @@ class Chain:
     finish: Callable | None = None
     names: list = field(default_factory=list)
     steps: list = field(default_factory=list)
+    nests: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.names:

@@ -36,6 +36,19 @@ dynamic programme of optimal checkpointing for heterogeneous chains (Beaumont et
 planner) restricted to nested segments; for homogeneous chains it reproduces revolve's binomial schedules
 (Griewank & Walther 2000). Storing a whole segment is the ``store`` branch taken repeatedly.
 
+Nested sub-chains (U-Net levels)
+--------------------------------
+A chain may declare ``nests``: stage ranges ``[p, q)`` whose input passes through every stage of the range (a
+U-Net's skip connection, pushed by the pooling stage ``p`` and consumed by the up-sampling stage ``q``). The flat
+programme above keeps such tensors whatever the schedule (``persistent_bytes``), which bounds what it can reach
+for a U-Net. :func:`plan` then also runs a nested planner (:func:`plan_nested`): every level is one stage of
+its parent level's chain, either run under its own schedule or checkpointed whole, keeping only its input, so
+the skip connections of a checkpointed level are recomputed in backward instead of kept. Levels are planned
+bottom-up with the same programme, each given a menu of (peak, held bytes, recomputation) options of the level
+below; the plan with less recomputation of the two is returned. The nested model counts each skip connection
+once, from its level's start to the backward of its consumer, and reserves the chain's output bytes (the loss
+keeps them).
+
 The model is conservative: tensors shared between two holders (a checkpoint's input that the first stored
 stage of the segment also saves, a U-Net skip kept by several boundaries) are counted twice, so the measured
 peak is at most the predicted one. Gradients, parameters and optimiser state are not activations and are not
@@ -72,6 +85,7 @@ __all__ = [
     "evaluate",
     "parse_bytes",
     "format_bytes",
+    "plan_nested",
 ]
 
 _UNITS = {
@@ -170,6 +184,15 @@ class StageCost:
     input_saved_prev_bytes : int
         Part of ``input_bytes`` the previous stage saves: a checkpoint here costs that much less after a stored
         stage.
+    through_bytes : int
+        Bytes of the input tensors the stage passes through unchanged (skip connections); excluded from
+        ``saved_bytes`` and ``input_bytes``. Used by the nested planner (:func:`plan` with ``nests``).
+    through_saved_prev_bytes : int
+        Part of ``through_bytes`` that the previous stage saves (a skip connection that is also the previous
+        activation's output).
+    backward_extra_bytes : int
+        Transient bytes above ``saved_bytes`` during the stage's backward (a stage that is itself a
+        checkpointed sub-network peaks above what it holds between its forward and its backward).
     """
 
     name: str
@@ -180,6 +203,9 @@ class StageCost:
     shared_prev_bytes: int = 0
     shared_input_bytes: int = 0
     input_saved_prev_bytes: int = 0
+    through_bytes: int = 0
+    through_saved_prev_bytes: int = 0
+    backward_extra_bytes: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -191,6 +217,9 @@ class StageCost:
             "shared_prev_bytes": int(self.shared_prev_bytes),
             "shared_input_bytes": int(self.shared_input_bytes),
             "input_saved_prev_bytes": int(self.input_saved_prev_bytes),
+            "through_bytes": int(self.through_bytes),
+            "through_saved_prev_bytes": int(self.through_saved_prev_bytes),
+            "backward_extra_bytes": int(self.backward_extra_bytes),
         }
 
 
@@ -292,14 +321,19 @@ def evaluate(items: Sequence, costs: Sequence[StageCost], _p: int = _NONE) -> tu
         Peak bytes (without the persistent bytes) and recomputed forward seconds under the cost model of this
         module.
     """
+    peak, rec, _ = _evaluate(items, costs, _p)
+    return peak, rec
+
+
+def _evaluate(items: Sequence, costs: Sequence[StageCost], p: int = _NONE) -> tuple[int, float, int]:
+    """``evaluate`` plus the bytes held after the forward pass (what the items keep until their backward)."""
     held = 0
     peak = 0
     rec = 0.0
-    p = _p
     for it in items:
         if isinstance(it, Store):
             a = _store_cost(costs[it.stage], p)
-            peak = max(peak, held + a)
+            peak = max(peak, held + a + costs[it.stage].backward_extra_bytes)
             held += a
             p = _PREV
         else:
@@ -309,7 +343,7 @@ def evaluate(items: Sequence, costs: Sequence[StageCost], _p: int = _NONE) -> tu
             held += x
             rec += sum(costs[i].forward_s for i in range(it.start, it.stop)) + irec
             p = _NONE
-    return peak, rec
+    return peak, rec, held
 
 
 @dataclass
@@ -498,8 +532,12 @@ def sqrt_schedule(costs: Any, segments: int | None = None) -> Schedule:
     return Schedule.from_items(items, costs, persistent_bytes=pers)
 
 
-def _dp(costs: list, budget: float, slots: int):
-    """The dynamic programme; returns the cost array of the whole chain and the schedule builder."""
+def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
+    """The dynamic programme; returns the cost array of the whole chain and the schedule builder.
+
+    ``no_cut``: no checkpointed segment may end at stage ``no_cut`` unless it is the single stage
+    ``no_cut - 1`` (the nested planner: a segment ending with a sub-chain would hand its skip connection to
+    the next stage, which the level's cost model charges to the sub-chain)."""
     n = len(costs)
     unit = budget / slots
     S = slots
@@ -508,6 +546,7 @@ def _dp(costs: list, budget: float, slots: int):
         return int(math.ceil(v / unit))
 
     a = [[q(_store_cost(c, p)) for p in range(3)] for c in costs]
+    e = [q(c.backward_extra_bytes) for c in costs]
     x = [[q(_ckpt_cost(c, p)) for p in range(3)] for c in costs]
     f = np.array([c.forward_s for c in costs], dtype=float)
     fcum = np.concatenate([[0.0], np.cumsum(f)])
@@ -525,7 +564,7 @@ def _dp(costs: list, budget: float, slots: int):
 
     for i in range(n):
         for p in range(3):
-            C[i, i + 1, p] = np.where(ms >= a[i][p], 0.0, inf)
+            C[i, i + 1, p] = np.where(ms >= a[i][p] + e[i], 0.0, inf)
             choice[i, i + 1, p] = np.full(S + 1, -1, dtype=np.int32)
     for length in range(2, n + 1):
         for i in range(0, n - length + 1):
@@ -533,12 +572,16 @@ def _dp(costs: list, budget: float, slots: int):
             # checkpointed prefix [i, k) then the rest [k, j): both shifted by the same input cost, so the best
             # k per memory level is shared by every p
             ks = np.arange(i + 1, j)
+            if no_cut is not None and i < no_cut - 1 and i + 1 <= no_cut < j:
+                ks = ks[ks != no_cut]
             tot = np.stack([(fcum[k] - fcum[i]) + C[i, k, _CKPT] + C[k, j, _NONE] for k in ks])
             arg = np.argmin(tot, axis=0)
             seg_best = tot[arg, ms]
             seg_k = ks[arg].astype(np.int32)
             for p in range(3):
                 best = shifted(C[i + 1, j, _PREV], a[i][p])
+                if e[i]:
+                    best = np.where(ms >= a[i][p] + e[i], best, inf)
                 cand = shifted(seg_best, x[i][p])
                 kk = shifted(seg_k.astype(float), x[i][p])
                 better = cand < best - 1e-12
@@ -585,12 +628,32 @@ def min_budget(costs: Any, *, slots: int = 400, persistent_bytes: int | None = N
     pers = (
         int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
     )
+    nests = list(getattr(costs, "nests", None) or [])
+    reserve = int(getattr(costs, "output_bytes", 0) or 0)
     costs = as_costs(costs)
     total, _ = evaluate([Store(i) for i in range(len(costs))], costs)
     unit = max(total, 1) / slots
     C_all, _ = _dp(costs, max(total, 1), slots)
     ok = np.flatnonzero(np.isfinite(C_all))
-    return pers + int(math.ceil((ok[0] + 1) * unit)) if ok.size else pers + total
+    flat = pers + int(math.ceil((ok[0] + 1) * unit)) if ok.size else pers + total
+    if not nests:
+        return flat
+    # nested levels: bisect on the budget (feasibility is monotone in the budget); the levels' menus are shared
+    planner = _NestedPlanner(costs, nests, slots)
+
+    def fits(b: int) -> bool:
+        return planner.best(0, len(costs), b - reserve) is not None
+
+    lo, hi = 0, flat
+    if not fits(hi):
+        return flat
+    while hi - lo > max(1, flat // (4 * slots)):
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _group(costs: list[StageCost], size: int) -> tuple[list[StageCost], list[int]]:
@@ -668,6 +731,8 @@ def plan(
     pers = (
         int(getattr(costs, "persistent_bytes", 0) or 0) if persistent_bytes is None else int(persistent_bytes)
     )
+    nests = list(getattr(costs, "nests", None) or [])
+    reserve = int(getattr(costs, "output_bytes", 0) or 0)
     costs = as_costs(costs)
     full_budget = parse_bytes(budget_bytes)
     budget = full_budget - pers
@@ -675,6 +740,17 @@ def plan(
     total, _ = evaluate([Store(i) for i in range(n)], costs)
     if total <= budget:
         return Schedule.from_items([Store(i) for i in range(n)], costs, full_budget, pers)
+    if nests:
+        nested = plan_nested(costs, full_budget, nests, slots=slots, reserve_bytes=reserve)
+        try:
+            flat = plan(costs, full_budget, slots=slots, persistent_bytes=pers, max_stages=max_stages)
+        except ConfigError:
+            if nested is None:
+                raise
+            return nested
+        if nested is not None and nested.recompute_s < flat.recompute_s - 1e-12:
+            return nested
+        return flat
     if n > max_stages:
         groups, starts = _group(costs, math.ceil(n / max_stages))
         coarse = plan(groups, full_budget, slots=slots, persistent_bytes=pers, max_stages=max_stages)
@@ -698,3 +774,188 @@ def plan(
         )
     items = build(0, n, slots, _NONE)
     return Schedule.from_items(items, costs, full_budget, pers)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# nested sub-chains (U-Net levels): skip connections recomputed, not kept
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A schedule of a range of stages: peak, bytes held after its forward, recomputation, flat items."""
+
+    peak: int
+    held: int
+    rec: float
+    items: tuple
+
+
+def _inner_nest(lo: int, hi: int, nests: Sequence) -> tuple[int, int] | None:
+    inside = [(p, q) for p, q in nests if lo <= p and q <= hi and (p, q) != (lo, hi) and p > lo]
+    if not inside:
+        return None
+    outer = [n for n in inside if not any(m != n and m[0] <= n[0] and n[1] <= m[1] for m in inside)]
+    return min(outer)
+
+
+class _NestedPlanner:
+    """Plans a chain with nested sub-chains (``nests``: stage ranges ``[p, q)`` whose input passes through them,
+    a U-Net level below ``p``'s skip connection): each range is one stage of its parent's chain, either run
+    under its own schedule (stored) or checkpointed as a whole, so the skip connection of a checkpointed level
+    is recomputed in backward instead of kept. Levels are planned bottom-up: the dynamic programme of this
+    module over each level's chain, given a menu of (peak, held, recomputation) options of the level below."""
+
+    def __init__(self, costs: list[StageCost], nests: Sequence, slots: int, grid: int = 14) -> None:
+        self.costs, self.nests, self.slots, self.grid = costs, [tuple(n) for n in nests], slots, grid
+        self._menus: dict[tuple[int, int], list[_Option]] = {}
+
+    def _flat(self, lo: int, hi: int, budget: float) -> _Option | None:
+        costs = self.costs[lo:hi]
+        base = costs[0].through_bytes
+        extra = max(c.through_bytes for c in costs) - base  # skips pushed and popped inside, kept throughout
+        return self._solve(costs, budget - extra, lambda items: _shift(items, lo), extra)
+
+    def _solve(self, costs: list[StageCost], budget: float, expand, extra: int = 0, sub=None, no_cut=None):
+        if budget <= 0:
+            return None
+        total_peak, _, _ = _evaluate([Store(i) for i in range(len(costs))], costs)
+        if total_peak <= budget:
+            items = [Store(i) for i in range(len(costs))]
+        else:
+            C0, build = _dp(costs, budget, self.slots, no_cut)
+            if not np.isfinite(C0[self.slots]):
+                return None
+            items = build(0, len(costs), self.slots, _NONE)
+        peak, rec, held = _evaluate(items, costs)
+        if sub is not None:
+            rec += sub.rec
+        return _Option(int(peak) + extra, int(held) + extra, float(rec), tuple(expand(items)))
+
+    def best(self, lo: int, hi: int, budget: float) -> _Option | None:
+        """The least-recomputation schedule of stages ``[lo, hi)`` within ``budget``."""
+        nest = _inner_nest(lo, hi, self.nests)
+        if nest is None:
+            return self._flat(lo, hi, budget)
+        p, q = nest
+        c = self.costs
+        skip = max(0, c[p].through_bytes - c[p - 1].through_bytes)
+        tsp = min(skip, c[p].through_saved_prev_bytes)
+        fwd = float(sum(s.forward_s for s in c[p:q]))
+        up = c[q]
+        best: _Option | None = None
+        for opt in self.menu(p, q):
+            ends_stored = (
+                bool(opt.items) and isinstance(opt.items[-1], Store) and opt.items[-1].stage == q - 1
+            )
+            sub = StageCost(
+                f"{c[p].name}..{c[q - 1].name}", skip + opt.held, skip, fwd,
+                shared_prev_bytes=tsp, shared_input_bytes=skip, input_saved_prev_bytes=tsp,
+                backward_extra_bytes=max(0, opt.peak - opt.held),
+            )  # fmt: skip
+            up2 = StageCost(
+                up.name, max(0, up.saved_bytes - skip), max(0, up.input_bytes - skip), up.forward_s, up.steps,
+                up.shared_prev_bytes if ends_stored else 0, max(0, up.shared_input_bytes - skip),
+                up.input_saved_prev_bytes if ends_stored else 0,
+            )  # fmt: skip
+            level = [*c[lo:p], sub, up2, *c[q + 1 : hi]]
+            k = p - lo
+
+            def expand(items, opt=opt, k=k, p=p, q=q, lo=lo):
+                return _expand_level(items, opt.items, k, lo, p, q)
+
+            cand = self._solve(level, budget, expand, sub=opt, no_cut=k + 1)
+            if cand is not None and (best is None or cand.rec < best.rec - 1e-12):
+                best = cand
+        return best
+
+    def menu(self, lo: int, hi: int) -> list[_Option]:
+        """Pareto options (peak against recomputation) of the range ``[lo, hi)`` over a grid of budgets."""
+        key = (lo, hi)
+        if key in self._menus:
+            return self._menus[key]
+        full = self.best(lo, hi, float(2**62))
+        opts: list[_Option] = []
+        if full is not None:
+            top = max(full.peak, 1)
+            for f in np.geomspace(1.0, 1 / 40, self.grid):
+                o = self.best(lo, hi, top * f)
+                if o is not None:
+                    opts.append(o)
+        pareto: list[_Option] = []
+        for o in sorted(opts, key=lambda o: (o.peak, o.rec)):
+            if not pareto or o.rec < pareto[-1].rec - 1e-12:
+                pareto.append(o)
+        self._menus[key] = pareto
+        return pareto
+
+
+def _shift(items: Sequence, off: int) -> list:
+    out: list = []
+    for it in items:
+        if isinstance(it, Store):
+            out.append(Store(it.stage + off))
+        else:
+            out.append(Segment(it.start + off, it.stop + off, tuple(_shift(it.inner, off))))
+    return out
+
+
+def _expand_level(items: Sequence, sub_items: Sequence, k: int, lo: int, p: int, q: int) -> list:
+    """Level-chain items (stage ``k`` = the sub-chain ``[p, q)``) back to the original stage indices."""
+
+    def idx(i: int) -> int:
+        return lo + i if i <= k else q + (i - k - 1)
+
+    out: list = []
+    for it in items:
+        if isinstance(it, Store):
+            if it.stage == k:
+                out.extend(sub_items)  # the sub-chain runs under its own schedule
+            else:
+                out.append(Store(idx(it.stage)))
+        else:
+            out.append(
+                Segment(idx(it.start), idx(it.stop), tuple(_expand_level(it.inner, sub_items, k, lo, p, q)))
+            )
+    return out
+
+
+def plan_nested(
+    costs: Any,
+    budget_bytes: int | str,
+    nests: Sequence | None = None,
+    *,
+    slots: int = 400,
+    reserve_bytes: int | None = None,
+) -> Schedule | None:
+    """The nested planner (see :class:`_NestedPlanner`): the least-recomputation schedule within the budget
+    when levels (``nests``, default ``costs.nests``) may be checkpointed whole, or ``None`` when none fits.
+
+    Parameters
+    ----------
+    costs : Profile or list of StageCost
+        Stage costs with ``through_bytes`` (from :func:`hydroml.memory.profile`).
+    budget_bytes : int or str
+        Budget for kept activations.
+    nests : sequence of (int, int), optional
+        Nested stage ranges ``[p, q)``: the input of stage ``p`` passes through the range (a skip connection
+        popped by stage ``q``).
+    slots : int
+        Memory discretisation of the dynamic programme.
+    reserve_bytes : int, optional
+        Bytes kept besides the chain's activations (default ``costs.output_bytes``: the model output, which the
+        loss keeps for its backward).
+
+    Returns
+    -------
+    Schedule or None
+    """
+    nests = list(getattr(costs, "nests", None) or []) if nests is None else list(nests)
+    reserve = int(getattr(costs, "output_bytes", 0) or 0) if reserve_bytes is None else int(reserve_bytes)
+    costs = as_costs(costs)
+    budget = parse_bytes(budget_bytes)
+    opt = _NestedPlanner(costs, nests, slots).best(0, len(costs), budget - reserve)
+    if opt is None:
+        return None
+    items = tuple(opt.items)
+    _validate(items, 0, len(costs))
+    return Schedule(items, costs, budget, int(opt.peak) + reserve, float(opt.rec), 0)

@@ -209,7 +209,13 @@ class Profile:
         ``torch.cuda.max_memory_allocated`` during the step (CUDA only).
     persistent_bytes : int
         Largest size of the tensors a stage passes through unchanged (skip connections, the LSTM input):
-        kept whatever the schedule; stage ``saved_bytes`` and ``input_bytes`` exclude them.
+        kept whatever the flat schedule; stage ``saved_bytes`` and ``input_bytes`` exclude them.
+    nests : list of (int, int)
+        Nested stage ranges of the chain (``Chain.nests``, a U-Net's levels): :func:`hydroml.memory.plan`
+        may checkpoint them whole, recomputing their skip connection instead of keeping it.
+    output_bytes : int
+        Bytes of the chain's last state (the model output, which a loss usually keeps for its backward; the
+        nested planner reserves them).
     """
 
     stages: list = field(default_factory=list)
@@ -218,6 +224,8 @@ class Profile:
     step_s: float = 0.0
     cuda_max_allocated: int | None = None
     persistent_bytes: int = 0
+    nests: list = field(default_factory=list)
+    output_bytes: int = 0
 
     def table(self) -> str:
         """The per-stage table as text."""
@@ -248,6 +256,8 @@ class Profile:
             "step_s": self.step_s,
             "cuda_max_allocated": self.cuda_max_allocated,
             "persistent_bytes": self.persistent_bytes,
+            "nests": [list(n) for n in self.nests],
+            "output_bytes": self.output_bytes,
         }
 
 
@@ -337,7 +347,8 @@ def profile(
             inp = state_bytes(kept, excl | through_keys)
             window = {ptr: b for ptr, b in counter._window.items() if ptr not in through_keys}
             in_keys = {k[0]: k[1] for k in map(storage_key, kept) if k is not None and k[0] not in excl}
-            persistent = max(persistent, state_bytes(through, excl))
+            through_b = state_bytes(through, excl)
+            persistent = max(persistent, through_b)
             costs.append(
                 StageCost(
                     name,
@@ -348,13 +359,25 @@ def profile(
                     shared_prev_bytes=int(sum(b for ptr, b in window.items() if ptr in prev_window)),
                     shared_input_bytes=int(sum(b for ptr, b in window.items() if ptr in in_keys)),
                     input_saved_prev_bytes=int(sum(b for ptr, b in in_keys.items() if ptr in prev_window)),
+                    through_bytes=through_b,
+                    through_saved_prev_bytes=state_bytes(
+                        [t for t in through if (k := storage_key(t)) is not None and k[0] in prev_window],
+                        excl,
+                    ),
                 )
             )
             prev_window = window
             state = out
         total = counter.current_bytes
+        out_bytes = state_bytes(state, excl)
         del state, out, ins, kept, through
-    result = Profile(stages=costs, total_saved_bytes=int(total), persistent_bytes=int(persistent))
+    result = Profile(
+        stages=costs,
+        total_saved_bytes=int(total),
+        persistent_bytes=int(persistent),
+        nests=[tuple(n) for n in getattr(chain, "nests", [])],
+        output_bytes=int(out_bytes),
+    )
     if step:
         cuda = device.type == "cuda"
         if cuda:

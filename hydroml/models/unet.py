@@ -39,7 +39,9 @@ Memory
 ------
 :meth:`UNet.stages` lists the chain of stages (a convolution, a normalisation + activation, a reversible
 stack...), :meth:`UNet.memory_chain` the chain applied to a batch, and :meth:`UNet.set_memory_schedule` runs a
-schedule from ``hydroml.memory.plan``. ``checkpointing=True`` checkpoints every stage (only stage boundaries
+schedule from ``hydroml.memory.plan``. The chain declares its levels (``Chain.nests``: from each pooling stage
+to the up-sampling stage that consumes its skip connection), so the planner can checkpoint a whole level and
+recompute its skip connection instead of keeping it (nested, level-wise checkpointing). ``checkpointing=True`` checkpoints every stage (only stage boundaries
 and skip connections are kept). Outputs are identical with and without checkpointing.
 """
 
@@ -303,7 +305,12 @@ class UNet(nn.Module):
         def finish(state: tuple) -> dict:
             return {"y_hat": state[0][..., :H, :W]}
 
-        return Chain(list(self.chain), (xp,), finish, [s.name for s in self.chain])
+        names = [s.name for s in self.chain]
+        nests = [
+            (names.index(f"enc{lvl + 1}.pool_conv1"), names.index(f"dec{lvl}.up_conv1"))
+            for lvl in range(self.depth)
+        ]
+        return Chain(list(self.chain), (xp,), finish, names, nests=nests)
 
     def forward(self, batch: dict) -> dict:
         """Predict every cell.
