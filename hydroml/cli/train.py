@@ -10,7 +10,8 @@ The run directory holds the resolved config.yaml, normalisation.json, model.safe
 checkpoint of every epoch, metrics.csv and train.log. A run killed at any point continues with
 `hydroml train --resume RUN_DIR` and reaches the same weights as an uninterrupted run.
 Several processes: `torchrun --nproc_per_node=2 -m hydroml train CONFIG` (gloo on CPU, nccl on GPU;
-only rank 0 writes files)."""
+each process validates its share of the validation windows and all stop at the same epoch; only rank 0
+writes files)."""
 
 
 def add_arguments(parser) -> None:

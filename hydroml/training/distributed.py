@@ -6,7 +6,10 @@ process computes the same permutation, cuts it into global batches of ``batch_si
 share of each global batch (:func:`shard`), so the sampler is "reseeded" every epoch without any state and
 the union of the shards is exactly the single-process batch. DistributedDataParallel averages gradients; the
 training loop scales each process's loss so that the average equals the loss of the whole global batch
-(exactly, also when NaN targets are masked or the last batch does not split evenly). Only rank 0 writes files.
+(exactly, also when NaN targets are masked or the last batch does not split evenly). Validation is split too:
+each process evaluates its contiguous block of the validation windows (:func:`split`), the predictions and
+loss sums are reduced to rank 0, which computes the scores and broadcasts them, so every process takes the
+same early-stopping decision. Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ __all__ = [
     "epoch_order",
     "global_batches",
     "shard",
+    "split",
     "all_reduce_sum",
+    "reduce_sum",
+    "all_gather",
+    "broadcast",
     "broadcast_str",
 ]
 
@@ -56,7 +63,9 @@ def setup(use_cuda: bool) -> DistInfo:
     Parameters
     ----------
     use_cuda : bool
-        Use ``nccl`` (and pin this process to GPU ``LOCAL_RANK``); otherwise ``gloo``.
+        Use ``nccl`` for CUDA tensors (and pin this process to GPU ``LOCAL_RANK``), with ``gloo`` for the CPU
+        tensors of the loop's bookkeeping collectives (counts, validation sums, the run directory name), which
+        ``nccl`` alone cannot carry; otherwise ``gloo``.
 
     Returns
     -------
@@ -68,7 +77,7 @@ def setup(use_cuda: bool) -> DistInfo:
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     if not dist.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
+        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
         if use_cuda:
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
@@ -109,10 +118,52 @@ def shard(batch: np.ndarray, info: DistInfo) -> np.ndarray:
     return batch[info.rank :: info.world_size]
 
 
+def split(n: int, info: DistInfo) -> np.ndarray:
+    """This process's contiguous block of ``range(n)`` (validation windows): disjoint, covering, sizes differ by
+    at most one; ``arange(n)`` in one process.
+
+    Parameters
+    ----------
+    n : int
+        Number of items.
+    info : DistInfo
+        Rank and world size.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    lo, hi = n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size
+    return np.arange(lo, hi, dtype=np.int64)
+
+
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum a tensor over processes (a no-op in one process)."""
     if info.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over processes into rank 0's ``t`` (in place; other ranks' ``t`` is left undefined)."""
+    if info.distributed:
+        dist.reduce(t, dst=0, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
+    """Every process's ``t`` (same shape and dtype everywhere), in rank order; ``[t]`` in one process."""
+    if not info.distributed:
+        return [t]
+    out = [torch.zeros_like(t) for _ in range(info.world_size)]
+    dist.all_gather(out, t)
+    return out
+
+
+def broadcast(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Rank 0's values of ``t`` on every process, in place (a no-op in one process)."""
+    if info.distributed:
+        dist.broadcast(t, src=0)
     return t
 
 

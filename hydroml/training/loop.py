@@ -221,25 +221,40 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def _validate(
-    model, data, cfg: Config, device, loss_name: str, basin_std: torch.Tensor, normaliser: Any
+    model,
+    data,
+    cfg: Config,
+    device,
+    loss_name: str,
+    basin_std: torch.Tensor,
+    normaliser: Any,
+    info: D.DistInfo | None = None,
 ) -> dict[str, float]:
     """Median NSE / KGE over basins of the last-step predictions on the validation period (in physical units),
-    and the validation loss (normalised units)."""
-    from hydroml.evaluation import kge, nse
+    and the validation loss (normalised units).
+
+    With several processes each one evaluates a disjoint contiguous block of the validation windows
+    (:func:`hydroml.training.distributed.split`); the predictions and observations (each ``(basin, time)`` cell
+    comes from exactly one window, so summing zeros from the other processes is exact) and the loss sums are
+    reduced to rank 0, which computes the metrics from the same arrays as a single process and broadcasts
+    them: every process gets the same scores (so takes the same early-stopping decision) and they equal the
+    single-process ones to the round-off of the model's forward pass on differently sized batches."""
     from hydroml.evaluation.losses import mse_loss, nse_loss
 
+    info = info or D.DistInfo()
     ds = data
     was_training = model.training
     model.eval()
     n = len(ds)
     nb, nt = len(ds.basins), len(ds.time)
     n_t = len(cfg.data.targets)
-    sim = np.full((n_t, nb, nt), np.nan, np.float32)
-    obs = np.full((n_t, nb, nt), np.nan, np.float32)
-    losses, counts = 0.0, 0
+    # [sim (n_t), obs (n_t), covered (1)] x basin x time; zeros where another process (or no window) predicts
+    acc = np.zeros((2 * n_t + 1, nb, nt), np.float32)
+    sums = torch.zeros(2 + info.world_size, dtype=torch.float64)  # loss sum, count, windows of each process
+    mine = D.split(n, info)
     bs = max(cfg.train.batch_size, 256)
-    for i in range(0, n, bs):
-        batch = _to(ds.get_batch(np.arange(i, min(n, i + bs))), device)
+    for i in range(0, len(mine), bs):
+        batch = _to(ds.get_batch(mine[i : i + bs]), device)
         y_hat = model(batch)["y_hat"][:, -1:].float()
         y = batch["y"][:, -1:]
         if loss_name == "nse":
@@ -247,29 +262,79 @@ def _validate(
         else:
             loss = mse_loss(y, y_hat)
         k = int(torch.isfinite(y).sum())
-        losses += float(loss) * k
-        counts += k
+        sums[0] += float(loss) * k
+        sums[1] += k
         b, t = batch["basin"].cpu().numpy(), batch["time"].cpu().numpy()
-        sim[:, b, t] = y_hat[:, 0].cpu().numpy().T
-        obs[:, b, t] = y[:, 0].cpu().numpy().T
+        acc[:n_t, b, t] = y_hat[:, 0].cpu().numpy().T
+        acc[n_t : 2 * n_t, b, t] = y[:, 0].cpu().numpy().T
+        acc[2 * n_t, b, t] = 1.0
+    sums[2 + info.rank] = len(mine)
     model.train(was_training)
+    D.reduce_sum(torch.from_numpy(acc), info)  # shares acc's memory
+    D.reduce_sum(sums, info)
+    scores = torch.full((3,), float("nan"), dtype=torch.float64)
+    if info.is_main:
+        per_rank = [int(c) for c in sums[2:]]
+        log.info(
+            "validation: %d windows, evaluated by %d process(es) as %s",
+            sum(per_rank),
+            info.world_size,
+            " + ".join(map(str, per_rank)),
+        )
+        scores[:] = torch.tensor(_scores(acc, n_t, float(sums[0]), float(sums[1]), cfg, normaliser))
+    D.broadcast(scores, info)
+    return {"val_loss": float(scores[0]), "val_nse": float(scores[1]), "val_kge": float(scores[2])}
+
+
+def _scores(
+    acc: np.ndarray, n_t: int, loss_sum: float, count: float, cfg: Config, normaliser: Any
+) -> tuple[float, float, float]:
+    """Validation loss, median NSE and median KGE from the gathered ``[sim, obs, covered]`` arrays."""
+    import warnings
+
+    from hydroml.evaluation import kge, nse
+
+    covered = acc[2 * n_t] > 0
+    sim = np.where(covered, acc[:n_t], np.nan)
+    obs = np.where(covered, acc[n_t : 2 * n_t], np.nan)
     inverse = getattr(normaliser, "inverse", None)
     if inverse is not None:
         for k, name in enumerate(cfg.data.targets):
             sim[k] = inverse(name, sim[k])
             obs[k] = inverse(name, obs[k])
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         nse_v = np.asarray(nse(obs, sim))  # [n_targets, basin]
         kge_v = np.asarray(kge(obs, sim)) if inverse is not None else np.full_like(nse_v, np.nan)
-    out = {
-        "val_loss": losses / max(counts, 1),
-        "val_nse": float(np.nanmedian(nse_v)) if np.isfinite(nse_v).any() else float("nan"),
-        "val_kge": float(np.nanmedian(kge_v)) if np.isfinite(kge_v).any() else float("nan"),
-    }
-    return out
+    return (
+        loss_sum / max(count, 1),
+        float(np.nanmedian(nse_v)) if np.isfinite(nse_v).any() else float("nan"),
+        float(np.nanmedian(kge_v)) if np.isfinite(kge_v).any() else float("nan"),
+    )
+
+
+def _check_agreement(info: D.DistInfo, last_epoch: int, best_epoch: int, model: torch.nn.Module) -> None:
+    """After the last epoch: check (and log on rank 0) that every process stopped after the same epoch, with the
+    same best epoch and the same weights (a float64 sum of every parameter). Also the end-of-run barrier."""
+    if not info.distributed:
+        return
+    with torch.no_grad():
+        checksum = sum(float(p.detach().double().sum()) for p in model.parameters())
+    every = D.all_gather(torch.tensor([last_epoch, best_epoch, checksum], dtype=torch.float64), info)
+    if not info.is_main:
+        return
+    if all(torch.equal(e, every[0]) for e in every):
+        log.info(
+            "all %d processes stopped after epoch %d with best epoch %d and identical weights",
+            info.world_size,
+            last_epoch,
+            best_epoch,
+        )
+    else:
+        log.warning(
+            "processes disagree at the end of training (rank: last epoch, best epoch, weight sum): %s",
+            "; ".join(f"{r}: {int(e[0])}, {int(e[1])}, {float(e[2])!r}" for r, e in enumerate(every)),
+        )
 
 
 def _better(metric: str, new: float, best: float | None, min_delta: float) -> bool:
@@ -505,7 +570,9 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             improved = data.validation is None
             stop = False
             if validate:
-                row.update(_validate(model, data.validation, cfg, device, t.loss, val_std, data.normaliser))
+                row.update(
+                    _validate(model, data.validation, cfg, device, t.loss, val_std, data.normaliser, info)
+                )
                 score = row["val_loss"] if es.metric == "loss" else row[f"val_{es.metric}"]
                 if _better(es.metric, score, best, es.min_delta):
                     best, best_epoch, bad_epochs, improved = float(score), epoch, 0, True
@@ -516,13 +583,8 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
                     improved = True  # never a finite score: keep the last weights
             row["seconds"] = round(time.perf_counter() - t0, 3)
             history.append(row)
-            if stop:
-                flag = torch.tensor([1.0])
-            else:
-                flag = torch.tensor([0.0])
-            if info.distributed:  # rank 0 decides, so every process stops at the same epoch
-                torch.distributed.broadcast(flag, src=0)
-            stop = bool(flag.item())
+            # Every process got rank 0's validation scores (bit for bit), so takes the same decisions: same
+            # best epoch, same stop epoch (checked after the loop by _check_agreement).
             done = stop or epoch == t.epochs
             if writer is not None:
                 if improved:
@@ -561,8 +623,8 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
                     best_epoch,
                 )
                 break
-        if info.distributed:
-            torch.distributed.barrier()
+        last_epoch = history[-1]["epoch"] if history else start_epoch - 1
+        _check_agreement(info, last_epoch, best_epoch, model)
         if finished:
             log.info("run %s had already finished", run_dir)
         log.info("finished: %s", run_dir)
