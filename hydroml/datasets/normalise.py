@@ -258,7 +258,7 @@ class Normaliser:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dictionary."""
+        """A JSON-serialisable dictionary (layout version :data:`FORMAT_VERSION`)."""
         return {
             "format": "hydroml.normaliser",
             "version": FORMAT_VERSION,
@@ -268,14 +268,96 @@ class Normaliser:
         }
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> Normaliser:
-        """Rebuild from :meth:`to_dict` output."""
-        if obj.get("format") != "hydroml.normaliser" or "variables" not in obj:
+    def from_dict(cls, obj: dict[str, Any], source: str | None = None) -> Normaliser:
+        """Rebuild from :meth:`to_dict` output, of this or an earlier layout.
+
+        Layouts read:
+
+        - version 1 (``"format": "hydroml.normaliser"``, ``"version": 1``): ``variables`` maps each name to
+          ``{"mean", "std", "log", "eps", "count"}``. A file with the ``format`` key but no ``version`` is read
+          as version 1.
+        - version 0, the interim layout that ``hydroml train`` wrote before the datasets' normaliser was used
+          (run directories created before commit b6184fd): ``{"kind": "mean_std", "variables": {name: {"mean",
+          "std"}}, "log_transform": [names]}``. Its log transform was ``log1p(max(x, 0))``, read as
+          ``log(x + 1)`` (``eps`` 1): identical for the non-negative values it was used for (discharge).
+
+        Parameters
+        ----------
+        obj : dict
+            The parsed JSON.
+        source : str, optional
+            Where ``obj`` comes from (a file name), used in error messages.
+
+        Returns
+        -------
+        Normaliser
+
+        Raises
+        ------
+        ConfigError
+            An unknown layout or a newer version, naming ``source``, what was expected and what was found.
+        """
+        where = f"{source}: " if source else ""
+        if not isinstance(obj, dict):
             raise ConfigError(
-                "not hydroml normalisation statistics: expected keys 'format' == 'hydroml.normaliser' and "
-                f"'variables', found {sorted(obj)}"
+                f"{where}not hydroml normalisation statistics: expected a JSON object, found "
+                f"{type(obj).__name__}"
             )
-        return cls(obj["variables"])
+        if obj.get("format") == "hydroml.normaliser" and isinstance(obj.get("variables"), dict):
+            version = obj.get("version", FORMAT_VERSION)
+            if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+                raise ConfigError(
+                    f"{where}normalisation statistics of layout version {version!r}: this hydroml reads "
+                    f"versions 0 to {FORMAT_VERSION} (written by a newer hydroml?)"
+                )
+            return cls._checked(obj["variables"], where)
+        if obj.get("kind") == "mean_std" and isinstance(obj.get("variables"), dict):
+            return cls._from_v0(obj, where)
+        raise ConfigError(
+            f"{where}not hydroml normalisation statistics: expected 'format' == 'hydroml.normaliser' with "
+            "'version' and 'variables' (or the earlier layout 'kind' == 'mean_std' with 'variables'), found "
+            f"keys {sorted(obj)}"
+            + (f" with format {obj['format']!r}" if "format" in obj else "")
+            + (f" with kind {obj['kind']!r}" if "kind" in obj else "")
+        )
+
+    @classmethod
+    def _checked(cls, variables: dict[str, Any], where: str) -> Normaliser:
+        for name, st in variables.items():
+            if not isinstance(st, dict):
+                raise ConfigError(
+                    f"{where}variables.{name}: expected a mapping with keys {sorted(_KEYS)}, found {st!r}"
+                )
+        try:
+            return cls(variables)
+        except ConfigError as err:
+            raise ConfigError(f"{where}{err}") from None
+
+    @classmethod
+    def _from_v0(cls, obj: dict[str, Any], where: str) -> Normaliser:
+        """The interim ``{"kind": "mean_std"}`` layout (version 0)."""
+        logs = obj.get("log_transform") or []
+        if not isinstance(logs, list) or not all(isinstance(v, str) for v in logs):
+            raise ConfigError(f"{where}log_transform: expected a list of variable names, found {logs!r}")
+        unknown = [v for v in logs if v not in obj["variables"]]
+        if unknown:
+            raise ConfigError(
+                f"{where}log_transform names {unknown} that have no statistics; variables: "
+                f"{sorted(obj['variables'])}"
+            )
+        variables = {}
+        for name, st in obj["variables"].items():
+            if not isinstance(st, dict) or set(st) != {"mean", "std"}:
+                found = sorted(st) if isinstance(st, dict) else st
+                raise ConfigError(
+                    f"{where}variables.{name}: expected keys ['mean', 'std'] (layout 'kind': 'mean_std'), "
+                    f"found {found!r}"
+                )
+            variables[name] = {**st, "log": name in logs, "eps": 1.0}
+        log.info(
+            "%sread normalisation statistics of the earlier layout (version 0, 'kind': 'mean_std')", where
+        )
+        return cls._checked(variables, where)
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the statistics to a JSON file atomically and return its path."""
@@ -283,10 +365,29 @@ class Normaliser:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Normaliser:
-        """Read statistics written by :meth:`to_json`."""
+        """Read statistics written by :meth:`to_json` (this or an earlier layout, see :meth:`from_dict`).
+
+        Parameters
+        ----------
+        path : path-like
+            The JSON file (``normalisation.json`` of a run directory).
+
+        Returns
+        -------
+        Normaliser
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ConfigError
+            Not valid JSON, or not a layout this version reads (the message names the file).
+        """
         path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: normalisation statistics not found")
         try:
             obj = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from err
-        return cls.from_dict(obj)
+        return cls.from_dict(obj, source=str(path))

@@ -3,7 +3,9 @@
 A run directory ``runs/<name>_<YYYYmmdd_HHMMSS>/`` holds:
 
 - ``config.yaml``: the resolved configuration;
-- ``normalisation.json``: the normaliser fitted on the training period and basins;
+- ``normalisation.json``: the normaliser fitted on the training period and basins (layout version 1; run
+  directories with the earlier ``{"kind": "mean_std"}`` layout load too, see
+  :meth:`hydroml.datasets.Normaliser.from_dict`);
 - ``model.safetensors``: the weights (the best validation epoch when a validation period is set, else the
   last epoch);
 - ``checkpoint.safetensors`` + ``checkpoint.json``: everything needed to resume after the last finished epoch.
