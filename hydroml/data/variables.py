@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from hydroml._io import load_yaml
 from hydroml.exceptions import CatalogError, DataError, UnitError
 
 log = logging.getLogger("hydroml.data")
@@ -116,10 +117,9 @@ def variables_table() -> dict[str, Variable]:
     >>> variables_table()["pr"].units
     'mm/day'
     """
-    import yaml
 
     path = _catalog_dir_files() / "variables.yaml"
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path.read_text())
     if not isinstance(raw, dict) or set(raw) != {"variables"}:
         raise CatalogError(f"{path}: expected one top-level key 'variables'")
     table = {}

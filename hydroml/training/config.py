@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
+from hydroml._io import load_yaml
 from hydroml.exceptions import ConfigError
 
 __all__ = [
@@ -495,7 +496,7 @@ def load_config(path: str | os.PathLike) -> Config:
     if not path.is_file():
         raise FileNotFoundError(f"training config {path} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     try:

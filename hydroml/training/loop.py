@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import yaml
 
-from hydroml._io import write_text_atomic
+from hydroml._io import load_yaml, write_text_atomic
 from hydroml._progress import progress_enabled, tqdm
 from hydroml.exceptions import ConfigError
 from hydroml.training import distributed as D
@@ -390,7 +390,7 @@ def train(
         cfg_path = resume / "config.yaml"
         if not cfg_path.is_file():
             raise FileNotFoundError(f"--resume {resume}: not a hydroml run directory (no config.yaml)")
-        cfg = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+        cfg = config_from_dict(load_yaml(cfg_path.read_text()))
         if config is not None and config_to_dict(_load_cfg(config)) != config_to_dict(cfg):
             raise ConfigError(f"--resume {resume}: the given config differs from the run's config.yaml")
     elif config is None:

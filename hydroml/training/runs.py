@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from hydroml._io import atomic_path, write_json_atomic, write_text_atomic
+from hydroml._io import atomic_path, load_yaml, write_json_atomic, write_text_atomic
 from hydroml.exceptions import ConfigError
 
 log = logging.getLogger("hydroml.training")
@@ -288,7 +288,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     normaliser : hydroml.datasets.Normaliser
         The normaliser of the run.
     """
-    import yaml
 
     from hydroml.training.config import config_from_dict
     from hydroml.training.loop import build_model, load_normaliser
@@ -297,7 +296,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a hydroml run directory (no config.yaml)")
-    config = config_from_dict(yaml.safe_load(cfg_path.read_text()))
+    config = config_from_dict(load_yaml(cfg_path.read_text()))
     normaliser = load_normaliser(run_dir / "normalisation.json")
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
