@@ -72,3 +72,46 @@ def test_refuses_batch_norm_in_training_mode():
     m = create("unet", in_channels=3, base_width=4, depth=2).double()
     with pytest.raises(ConfigError, match="batch norm"):
         catchment_backward(m, x, w, lambda s: s.sum(), tile=16)
+
+
+@pytest.mark.parametrize("batch_tile", [1, 2])
+def test_batch_tiles_and_equal_windows_give_the_same_gradients(batch_tile):
+    x, w, target = _problem(36, 44)
+    x = np.concatenate([x, x[:1] * 0.5])  # 3 samples: chunks of 1 and of 2 (+1)
+    target = torch.cat([target, target[:1]])
+
+    def loss_fn(s):
+        return ((s - target) ** 2).mean()
+
+    m = _model()
+    ref = catchment_backward(m, x, w, loss_fn, tile=16)
+    g_ref = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    step = catchment_backward(m, x, w, loss_fn, tile=16, batch_tile=batch_tile)
+    torch.testing.assert_close(step.sums, ref.sums, rtol=1e-12, atol=1e-10)
+    for a, p in zip(g_ref, m.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-10, atol=1e-12)
+
+
+def test_equal_tiles_are_one_shape_aligned_and_cover_their_halo():
+    from hydroml.memory import tiles
+
+    for shape, tile, halo, stride in [
+        ((720, 1440), 192, 112, 16),
+        ((37, 45), 16, 8, 4),
+        ((30, 200), 64, 12, 4),
+    ]:
+        ts = tiles(shape, tile, halo, stride, equal=True)
+        H, W = shape
+        covered = np.zeros(shape, int)
+        for t in ts:
+            covered[t.r0 : t.r1, t.c0 : t.c1] += 1
+            assert t.wr0 % stride == 0 and t.wc0 % stride == 0
+            assert t.wr0 == 0 or t.wr0 <= t.r0 - halo
+            assert t.wc0 == 0 or t.wc0 <= t.c0 - halo
+            assert t.wr1 == H or t.wr1 >= t.r1 + halo
+            assert t.wc1 == W or t.wc1 >= t.c1 + halo
+        assert (covered == 1).all()
+        sizes = {(t.wr1 - t.wr0, t.wc1 - t.wc0) for t in ts}
+        assert max(s[0] for s in sizes) - min(s[0] for s in sizes) < stride
+        assert max(s[1] for s in sizes) - min(s[1] for s in sizes) < stride

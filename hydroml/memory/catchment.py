@@ -109,13 +109,22 @@ def _tile_cells(t: Tile, W: int) -> np.ndarray:
     return (rows[:, None] * W + cols[None, :]).ravel()
 
 
-def _run_tile(model, reader, t, fill_value, key, device, dtype, seed):
-    block = reader.read(t, dtype=np.float64 if dtype == torch.float64 else np.float32)
-    x = torch.from_numpy(np.nan_to_num(block, nan=fill_value)).to(device, dtype)
+def _run_block(model, x: np.ndarray, t: Tile, key, device, dtype, seed):
+    """The model on one window ``x`` ``[b, C, h, w]`` (NaN already filled), cropped to the tile."""
+    xt = torch.from_numpy(x).to(device, dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        y = _call(model, x, key)
+        y = _call(model, xt, key)
     return y[..., t.r0 - t.wr0 : t.r1 - t.wr0, t.c0 - t.wc0 : t.c1 - t.wc0]
+
+
+def _blocks(reader, t: Tile, fill_value: float, dtype, batch_tile: int | None):
+    """``(b0, window, n_samples)`` for each chunk of ``batch_tile`` samples of the tile's input window."""
+    block = reader.read(t, dtype=np.float64 if dtype == torch.float64 else np.float32)  # owns its data
+    np.nan_to_num(block, copy=False, nan=fill_value)
+    step = block.shape[0] if not batch_tile else max(1, int(batch_tile))
+    for b0 in range(0, block.shape[0], step):
+        yield b0, block[b0 : b0 + step], block.shape[0]
 
 
 def _setup(model, data, weights, tile, halo, stride, variables):
@@ -130,7 +139,26 @@ def _setup(model, data, weights, tile, halo, stride, variables):
         halo = rf.halo if halo is None else halo
         stride = rf.stride if stride is None else stride
     w = as_sparse_weights(weights, (H, W))
-    return reader, H, W, w, tiles((H, W), tile, halo, stride)
+    # equal windows: one tile shape, so every tile reuses the memory (and kernel primitives) of the previous
+    return reader, H, W, w, tiles((H, W), tile, halo, stride, equal=True)
+
+
+def _sums(model, reader, W, w, plan, fill_value, key, seed, progress, batch_tile) -> torch.Tensor:
+    device, dtype = _model_device_dtype(model)
+    sums = None
+    n_out = 1
+    with torch.inference_mode():
+        for k, t in enumerate(tqdm(plan, progress=progress, desc="catchment pass 1")):
+            sub = w[:, _tile_cells(t, W)]  # [K, cells]
+            for j, (b0, x, n) in enumerate(_blocks(reader, t, fill_value, dtype, batch_tile)):
+                y = _run_block(model, x, t, key, device, dtype, seed + k + j * len(plan))
+                b, n_out = y.shape[0], y.shape[1]
+                if sums is None:
+                    sums = np.zeros((n * n_out, w.shape[0]))
+                flat = y.reshape(b * n_out, -1).cpu().double().numpy()
+                sums[b0 * n_out : (b0 + b) * n_out] += np.asarray((sub @ flat.T).T)  # [b*O, K]
+                del y, flat
+    return torch.from_numpy(sums.reshape(-1, n_out, w.shape[0])).to(device, dtype)
 
 
 def catchment_sums(
@@ -146,6 +174,7 @@ def catchment_sums(
     key: str = "x",
     seed: int = 0,
     progress: bool | None = None,
+    batch_tile: int | None = None,
 ) -> torch.Tensor:
     """Catchment sums of a model's gridded output, computed tile by tile without gradients (pass one).
 
@@ -163,6 +192,10 @@ def catchment_sums(
         Base seed of the per-tile RNG (dropout masks), identical in both passes.
     progress : bool, optional
         Progress bar.
+    batch_tile : int, optional
+        Run the samples of a tile (e.g. the months of a step) in chunks of this many (default all at once):
+        samples are independent, so the result is the same and memory is bounded by ``batch_tile`` samples
+        of one tile.
 
     Returns
     -------
@@ -170,17 +203,7 @@ def catchment_sums(
         ``[B, O, n_catchments]`` in the model's dtype.
     """
     reader, H, W, w, plan = _setup(model, data, weights, tile, halo, stride, variables)
-    device, dtype = _model_device_dtype(model)
-    sums = None
-    with torch.no_grad():
-        for k, t in enumerate(tqdm(plan, progress=progress, desc="catchment pass 1")):
-            y = _run_tile(model, reader, t, fill_value, key, device, dtype, seed + k)
-            B, n_out = y.shape[0], y.shape[1]
-            sub = w[:, _tile_cells(t, W)]  # [K, cells]
-            flat = y.reshape(B * n_out, -1).cpu().double().numpy()
-            part = np.asarray((sub @ flat.T).T)  # [B*O, K]
-            sums = part if sums is None else sums + part
-    return torch.from_numpy(sums.reshape(B, n_out, -1)).to(device, dtype)
+    return _sums(model, reader, W, w, plan, fill_value, key, seed, progress, batch_tile)
 
 
 def catchment_backward(
@@ -197,6 +220,7 @@ def catchment_backward(
     key: str = "x",
     seed: int = 0,
     progress: bool | None = None,
+    batch_tile: int | None = None,
 ) -> CatchmentStep:
     """One exact tiled training step for a loss on catchment sums: accumulates parameter gradients.
 
@@ -212,7 +236,7 @@ def catchment_backward(
         ``[n_catchments, H*W]`` or ``[n_catchments, H, W]``.
     loss_fn : callable
         ``sums [B, O, n_catchments] -> scalar tensor`` (targets closed over).
-    tile, halo, stride, variables, fill_value, key, seed, progress
+    tile, halo, stride, variables, fill_value, key, seed, progress, batch_tile
         As :func:`catchment_sums`.
 
     Returns
@@ -221,15 +245,12 @@ def catchment_backward(
         Loss, sums and their gradient.
     """
     _check_model(model)
-    sums = catchment_sums(
-        model, data, weights, tile=tile, halo=halo, stride=stride, variables=variables,
-        fill_value=fill_value, key=key, seed=seed, progress=progress,
-    )  # fmt: skip
+    reader, H, W, w, plan = _setup(model, data, weights, tile, halo, stride, variables)
+    sums = _sums(model, reader, W, w, plan, fill_value, key, seed, progress, batch_tile)
     s = sums.detach().requires_grad_(True)
     with torch.enable_grad():
         loss = loss_fn(s)
         (g,) = torch.autograd.grad(loss, s)
-    reader, H, W, w, plan = _setup(model, data, weights, tile, halo, stride, variables)
     device, dtype = _model_device_dtype(model)
     B, n_out, K = g.shape
     gflat = g.reshape(B * n_out, K).detach().cpu().double().numpy()
@@ -237,9 +258,12 @@ def catchment_backward(
         sub = w[:, _tile_cells(t, W)]
         if sub.nnz == 0:
             continue  # no catchment touches this tile: its gradient is zero
-        gy = np.asarray((sub.T @ gflat.T).T)  # [B*O, cells]
-        with torch.enable_grad():
-            y = _run_tile(model, reader, t, fill_value, key, device, dtype, seed + k)
-            y.backward(torch.from_numpy(gy).to(device, y.dtype).reshape(y.shape))
-        del y
+        subt = sub.T.tocsr()
+        for j, (b0, x, _) in enumerate(_blocks(reader, t, fill_value, dtype, batch_tile)):
+            b = x.shape[0]
+            gy = np.asarray((subt @ gflat[b0 * n_out : (b0 + b) * n_out].T).T)  # [b*O, cells]
+            with torch.enable_grad():
+                y = _run_block(model, x, t, key, device, dtype, seed + k + j * len(plan))
+                y.backward(torch.from_numpy(gy).to(device, y.dtype).reshape(y.shape))
+            del y, gy
     return CatchmentStep(float(loss.detach()), sums.detach(), g.detach())

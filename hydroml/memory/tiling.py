@@ -91,7 +91,12 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
 
 
 def tiles(
-    shape: tuple[int, int], tile: int | Sequence[int], halo: int | Sequence[int], stride: int = 1
+    shape: tuple[int, int],
+    tile: int | Sequence[int],
+    halo: int | Sequence[int],
+    stride: int = 1,
+    *,
+    equal: bool = False,
 ) -> list[Tile]:
     """Stride-aligned tiles covering an ``(H, W)`` grid, with their halo windows clipped at the border.
 
@@ -105,6 +110,11 @@ def tiles(
         Halo on each side; rounded up to a multiple of ``stride``.
     stride : int
         Total stride of the model.
+    equal : bool
+        Give every window the same size ``tile + 2 * halo`` (where the grid allows): windows at the border are
+        shifted inward (still stride-aligned, still clipped at the grid border) instead of cut. Border tiles
+        then compute a little more, but every tile has one shape, so memory freed by one tile is reused
+        exactly by the next (no allocator fragmentation across tile sizes, one set of kernel primitives).
 
     Returns
     -------
@@ -113,13 +123,24 @@ def tiles(
     H, W = shape
     th, tw = (max(stride, math.ceil(t / stride) * stride) for t in _pair(tile))
     hh, hw = (math.ceil(h / stride) * stride for h in _pair(halo))
+
+    def window(a0: int, a1: int, size: int, h: int, n: int) -> tuple[int, int]:
+        if not equal:
+            return max(0, a0 - h), min(n, a1 + h)
+        span = size + 2 * h
+        if span >= n:
+            return 0, n
+        w0 = min(max(0, a0 - h), n - span)
+        w0 -= w0 % stride  # aligned; the window then ends at the border (<= stride - 1 cells longer)
+        return w0, (w0 + span if w0 + span < n and a1 + h <= w0 + span else n)
+
     out = []
     for r0 in range(0, H, th):
         for c0 in range(0, W, tw):
             r1, c1 = min(H, r0 + th), min(W, c0 + tw)
-            out.append(
-                Tile(r0, r1, c0, c1, max(0, r0 - hh), min(H, r1 + hh), max(0, c0 - hw), min(W, c1 + hw))
-            )
+            wr0, wr1 = window(r0, r1, th, hh, H)
+            wc0, wc1 = window(c0, c1, tw, hw, W)
+            out.append(Tile(r0, r1, c0, c1, wr0, wr1, wc0, wc1))
     return out
 
 
