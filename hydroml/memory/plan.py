@@ -552,9 +552,11 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
     fcum = np.concatenate([[0.0], np.cumsum(f)])
     inf = np.inf
     ms = np.arange(S + 1)
-    # C[i, j, p][m]: least recomputation for stages [i, j) within m slots, the input held as told by p.
-    C: dict[tuple[int, int, int], np.ndarray] = {}
-    choice: dict[tuple[int, int, int], np.ndarray] = {}
+    # C[i, j, p][m]: least recomputation for stages [i, j) within m slots, the input held as told by p. Two
+    # preallocated arrays rather than thousands of small ones: large allocations are returned to the operating
+    # system when the planner is done (small ones fragment the heap and stay resident in the training process).
+    C = np.full((n, n + 1, 3, S + 1), inf)
+    choice = np.full((n, n + 1, 3, S + 1), -1, dtype=np.int16 if n < 2**15 else np.int32)
 
     def shifted(arr: np.ndarray, sft: int) -> np.ndarray:
         out = np.full(S + 1, inf)
@@ -565,7 +567,6 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
     for i in range(n):
         for p in range(3):
             C[i, i + 1, p] = np.where(ms >= a[i][p] + e[i], 0.0, inf)
-            choice[i, i + 1, p] = np.full(S + 1, -1, dtype=np.int32)
     for length in range(2, n + 1):
         for i in range(0, n - length + 1):
             j = i + length
@@ -586,9 +587,8 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
                 kk = shifted(seg_k.astype(float), x[i][p])
                 better = cand < best - 1e-12
                 best = np.where(better, cand, best)
-                ch = np.where(better, kk, -1).astype(np.int32)
                 C[i, j, p] = best
-                choice[i, j, p] = ch
+                choice[i, j, p] = np.where(better, kk, -1)
 
     def build(i: int, j: int, m: int, p: int) -> list:
         items: list = []
@@ -605,7 +605,7 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
                 i, p = k, _NONE
         return items
 
-    return C[0, n, _NONE], build
+    return C[0, n, _NONE].copy(), build
 
 
 def min_budget(costs: Any, *, slots: int = 400, persistent_bytes: int | None = None) -> int:
