@@ -240,6 +240,7 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     torch.manual_seed(0)
     B, S, C = sz["batch"], sz["size"], sz["channels"]
     rev = method.startswith("reversible")
+    costs_name = "unet"
     model = create(
         "unet", in_channels=C, base_width=sz["width"], depth=sz["depth"], reversible=rev, reversible_blocks=3
     )
@@ -251,9 +252,9 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     y = torch.randn(B, 1, S, S)
     extra: dict = {}
     if method == "profile":
-        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), "unet")
+        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), costs_name)
     if method in ("sqrt", "plan"):
-        prof = _read_costs("unet")
+        prof = _read_costs(costs_name)
         if method == "sqrt":
             sched = memory.sqrt_schedule(prof)
         else:
