@@ -80,6 +80,10 @@ def train_basin_model(arch: str, epochs: int, out_dir: Path | None) -> None:
     cfg = demo_config(epochs=epochs, hidden=32, seq_len=180, seed=0, lr=5e-3)
     cfg["name"] = name.replace(".", "_")
     cfg["model"]["name"] = arch
+    if arch == "lstm":
+        # the shipped lstm.demo_discharge weights were trained with nn.Linear's default input-projection init;
+        # pin it so this script reproduces them (new models default to the identity init, LSTMModel input_init)
+        cfg["model"]["input_init"] = "default"
     cfg["early_stopping"] = {"metric": "nse"}  # keep the best validation epoch
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = train(cfg, runs_dir=tmp, progress=False)
