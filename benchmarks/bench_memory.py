@@ -10,6 +10,10 @@ own. Per measurement:
 - ``peak_rss_mb``: the process peak (VmHWM), ``base_rss_mb`` the resident size before the first step;
 - ``step_s``: median wall time of the timed training steps (inference: of the whole prediction).
 
+``alternate`` rows (lstm at 1/16 and at the smallest budget, unet at 1/4 of ``none``) time the unchanged model and
+the plan step by step in turn in one process and report the median ``time_ratio``: on a shared machine the load
+drifts between processes, which single-step times of separate processes cannot tell from the method.
+
 Every worker flushes denormal floats to zero (``torch.set_flush_denormal(True)``, as hydroml's trainer does with
 ``train.flush_denormal``), checkpointed or not, so step-time ratios compare like with like.
 
@@ -153,6 +157,17 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
     extra: dict = {}
     if method == "profile":
         return _write_costs(memory.profile(chain, None, step=False, warmup=True, repeat=1), "lstm")
+    if method == "alternate":
+        prof = _read_costs("lstm")
+        sched = memory.plan(prof, memory.min_budget(prof) if budget is not None and budget < 0 else budget)
+
+        def lstm_step(planned: bool) -> None:
+            for p in params:
+                p.grad = None
+            out = chain.output(memory.run_chain(stages, (x,), sched)) if planned else head(lstm(x)[0])
+            (out - y).square().mean().backward()
+
+        return _alternate(lambda: lstm_step(False), lambda: lstm_step(True), sched, rounds=5)
     if method == "none":
 
         def forward():
@@ -253,6 +268,8 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     extra: dict = {}
     if method == "profile":
         return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), costs_name)
+    if method == "alternate":  # step times of none and plan alternated in one process (load drifts cancel)
+        return _alternate_unet(model, x, y, budget, sz)
     if method in ("sqrt", "plan"):
         prof = _read_costs(costs_name)
         if method == "sqrt":
@@ -276,6 +293,45 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
         loss.backward()
 
     return _train_measure(step, params, sz["steps"], extra)
+
+
+def _alternate_unet(model, x, y, budget: int, sz: dict) -> dict:
+    from hydroml import memory
+
+    sched = memory.plan(_read_costs("unet"), budget)
+    params = list(model.parameters())
+
+    def step(schedule) -> None:
+        model.set_memory_schedule(schedule)
+        for p in params:
+            p.grad = None
+        (model({"x": x})["y_hat"] - y).square().mean().backward()
+
+    return _alternate(lambda: step(None), lambda: step(sched), sched, rounds=3)
+
+
+def _alternate(step_none, step_plan, sched, rounds: int) -> dict:
+    """Median step times of the unchanged model and of the plan, alternated step by step in one process (on
+    a shared machine the load drifts between processes; alternating cancels most of it). Memory is not
+    measured here (the two share one process)."""
+    step_none(), step_plan()  # warm-up
+    times: dict = {"none": [], "plan": []}
+    for _ in range(rounds):
+        for name, fn in (("none", step_none), ("plan", step_plan)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    none, planned = statistics.median(times["none"]), statistics.median(times["plan"])
+    return {
+        "peak_saved_bytes": None,
+        "peak_rss_mb": None,
+        "step_s": round(planned, 3),
+        "none_step_s": round(none, 3),
+        "time_ratio": round(planned / none, 3),
+        "steps_none": [round(t, 2) for t in times["none"]],
+        "steps_plan": [round(t, 2) for t in times["plan"]],
+        "recompute_ratio": round(sched.recompute_ratio, 3),
+    }
 
 
 def _make_input(path: Path, size: int, channels: int) -> None:
@@ -573,7 +629,10 @@ def main(argv=None) -> int:
         budgets = [sq.get("predicted_peak_bytes"), base // 16, -1]  # -1: the smallest budget that fits
         for b in budgets:
             if b:
-                add(_run("lstm", "plan", args.quick, workdir, budget=b))
+                r = _run("lstm", "plan", args.quick, workdir, budget=b)
+                add(r)
+                if b == base // 16 or b == -1:  # step-time ratio, none and plan alternated in one process
+                    add(_run("lstm", "alternate", args.quick, workdir, budget=b))
     if "unet" in args.cases:
         _run("unet", "profile", args.quick, workdir)
         none = _run("unet", "none", args.quick, workdir)
@@ -583,6 +642,8 @@ def main(argv=None) -> int:
         for frac in (2, 3, 4):  # 1/4: the issue's target (>= 4x less kept)
             add(_run("unet", "plan", args.quick, workdir, budget=base // frac))
         add(_run("unet", "plan", args.quick, workdir, budget=-1))  # -1: the smallest budget that fits
+        # the step-time ratio at 1/4, none and plan alternated in one process
+        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4))
         if not args.no_reversible:
             add(_run("unet", "reversible_stored", args.quick, workdir))
             add(_run("unet", "reversible", args.quick, workdir))
@@ -626,7 +687,7 @@ def main(argv=None) -> int:
     for r in results:
         notes = []
         for k in (
-            "recompute_ratio", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
+            "recompute_ratio", "time_ratio", "none_step_s", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
             "max_abs_diff_vs_untiled", "grad_max_rel_diff",
         ):  # fmt: skip
             if k in r:
@@ -636,7 +697,7 @@ def main(argv=None) -> int:
         rows.append(
             [
                 r["case"], r["method"], _fmt_bytes(r.get("budget_bytes")), _fmt_bytes(r.get("peak_saved_bytes")),
-                str(r.get("peak_alloc_mb", "-")), str(r.get("peak_rss_mb", "-")), str(r.get("base_rss_mb", "-")),
+                str(r.get("peak_alloc_mb") or "-"), str(r.get("peak_rss_mb") or "-"), str(r.get("base_rss_mb", "-")),
                 str(r.get("step_s", "-")), " ".join(notes),
             ]
         )  # fmt: skip
