@@ -21,6 +21,9 @@ What is measured (wall-clock seconds, ``time.perf_counter``, same process, same 
     ``--peer-ftz`` neuralhydrology is also trained with flush-to-zero (``impl`` ``neuralhydrology+ftz``) to show
     how much of the difference that one setting explains (LSTM backward through 365 steps produces denormal
     gradients, and x86 arithmetic on denormals is many times slower).
+    With ``--bf16`` hydroml also trains with ``train.bf16`` (``impl`` ``hydroml+bf16``): bfloat16 autocast of
+    the forward pass, used only on CPUs with native bf16 (``bf16_used``); a different precision, so a separate
+    row, not the like-for-like comparison.
 
 ``task=evaluate``
     Predict one basin over ``--eval-years`` years (the days of the test period), after a forward run of each
@@ -79,7 +82,9 @@ def _fmt(date: pd.Timestamp) -> str:
     return pd.Timestamp(date).strftime("%d/%m/%Y")
 
 
-def bench_hydroml_train(nc_path: Path, work: Path, args, dyn, static, periods) -> tuple[dict, Path]:
+def bench_hydroml_train(
+    nc_path: Path, work: Path, args, dyn, static, periods, bf16: bool = False
+) -> tuple[dict, Path]:
     from hydroml.training import train
 
     train_p, test_p = periods
@@ -104,6 +109,7 @@ def bench_hydroml_train(nc_path: Path, work: Path, args, dyn, static, periods) -
             "loss": "mse",
             "clip_grad_norm": 1.0,
             "progress": False,
+            "bf16": bf16,
         },
     }
     t0, c0 = time.perf_counter(), time.process_time()
@@ -239,6 +245,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--skip-peer", action="store_true", help="hydroml only")
     p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also train hydroml with train.bf16 (bfloat16 autocast; used on CPUs with AVX-512 BF16 / AMX only)",
+    )
+    p.add_argument(
         "--peer-ftz",
         action="store_true",
         help="also train neuralhydrology with flush-to-zero of denormal floats (hydroml's default; "
@@ -311,6 +322,25 @@ def main(argv=None) -> int:
                     "cpu_seconds": round(res["cpu_seconds"], 3),
                     "samples_per_cpu_s": round(n_samples / res["cpu_seconds"], 2),
                     "flush_denormal": True,
+                }
+            )
+        if args.bf16 and args.only != "evaluate":
+            from hydroml.training.loop import cpu_has_native_bf16
+
+            res, _ = bench_hydroml_train(nc_path, work, args, dyn, static, (train_p, test_p), bf16=True)
+            emit(
+                {
+                    "impl": "hydroml+bf16",
+                    "task": "train",
+                    "mode": None,
+                    "samples": n_samples,
+                    "seconds": round(res["seconds"], 3),
+                    "samples_per_s": round(n_samples / res["seconds"], 2),
+                    "epoch_samples_per_s": round(n_samples / res["epoch_seconds"], 2),
+                    "cpu_seconds": round(res["cpu_seconds"], 3),
+                    "samples_per_cpu_s": round(n_samples / res["cpu_seconds"], 2),
+                    "flush_denormal": True,
+                    "bf16_used": cpu_has_native_bf16(),
                 }
             )
         if have_nh:

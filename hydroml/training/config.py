@@ -151,7 +151,10 @@ class TrainConfig:
     clip_grad_norm : float, optional
         Clip the global gradient norm to this value.
     bf16 : bool
-        bfloat16 autocast on GPU (ignored on CPU, where it is much slower).
+        bfloat16 autocast of the training forward pass (the loss and the optimiser stay float32): on GPU, and
+        on CPUs with native bf16 arithmetic (AVX-512 BF16 / AMX, see
+        :func:`hydroml.training.loop.cpu_has_native_bf16`); ignored with a log message on other CPUs, where it
+        is much slower. Validation and forecasts run in float32.
     memory_budget : str or int, optional
         Activation-memory budget (``"1.5GB"``); ``hydroml.memory`` plans checkpointing to meet it.
     checkpointing : bool or int
