@@ -219,6 +219,22 @@ def bench_hydroml_evaluate(run_dir: Path, nc_path: Path, basin: str, test_p, mod
     return {"seconds": round(secs, 3), "days": int(pred.sizes["time"])}
 
 
+def _train_row(impl: str, res: dict, samples: int, **extra) -> dict:
+    """One ``task=train`` result row from a timing dict (``seconds``, ``epoch_seconds``, ``cpu_seconds``)."""
+    return {
+        "impl": impl,
+        "task": "train",
+        "mode": None,
+        "samples": samples,
+        "seconds": round(res["seconds"], 3),
+        "samples_per_s": round(samples / res["seconds"], 2),
+        "epoch_samples_per_s": round(samples / res["epoch_seconds"], 2),
+        "cpu_seconds": round(res["cpu_seconds"], 3),
+        "samples_per_cpu_s": round(samples / res["cpu_seconds"], 2),
+        **extra,
+    }
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
@@ -310,38 +326,15 @@ def main(argv=None) -> int:
     if args.only in (None, "train", "evaluate"):
         res, hy_run = bench_hydroml_train(nc_path, work, args, dyn, static, (train_p, test_p))
         if args.only != "evaluate":
-            emit(
-                {
-                    "impl": "hydroml",
-                    "task": "train",
-                    "mode": None,
-                    "samples": n_samples,
-                    "seconds": round(res["seconds"], 3),
-                    "samples_per_s": round(n_samples / res["seconds"], 2),
-                    "epoch_samples_per_s": round(n_samples / res["epoch_seconds"], 2),
-                    "cpu_seconds": round(res["cpu_seconds"], 3),
-                    "samples_per_cpu_s": round(n_samples / res["cpu_seconds"], 2),
-                    "flush_denormal": True,
-                }
-            )
+            emit(_train_row("hydroml", res, n_samples, flush_denormal=True))
         if args.bf16 and args.only != "evaluate":
             from hydroml.training.loop import cpu_has_native_bf16
 
             res, _ = bench_hydroml_train(nc_path, work, args, dyn, static, (train_p, test_p), bf16=True)
             emit(
-                {
-                    "impl": "hydroml+bf16",
-                    "task": "train",
-                    "mode": None,
-                    "samples": n_samples,
-                    "seconds": round(res["seconds"], 3),
-                    "samples_per_s": round(n_samples / res["seconds"], 2),
-                    "epoch_samples_per_s": round(n_samples / res["epoch_seconds"], 2),
-                    "cpu_seconds": round(res["cpu_seconds"], 3),
-                    "samples_per_cpu_s": round(n_samples / res["cpu_seconds"], 2),
-                    "flush_denormal": True,
-                    "bf16_used": cpu_has_native_bf16(),
-                }
+                _train_row(
+                    "hydroml+bf16", res, n_samples, flush_denormal=True, bf16_used=cpu_has_native_bf16()
+                )
             )
         if have_nh:
             data_dir = _write_nh_layout(ds, work / "nh_data")
@@ -362,20 +355,7 @@ def main(argv=None) -> int:
                         file=sys.stderr,
                     )
                 if args.only != "evaluate":
-                    emit(
-                        {
-                            "impl": impl,
-                            "task": "train",
-                            "mode": None,
-                            "samples": res["samples"],
-                            "seconds": round(res["seconds"], 3),
-                            "samples_per_s": round(res["samples"] / res["seconds"], 2),
-                            "epoch_samples_per_s": round(res["samples"] / res["epoch_seconds"], 2),
-                            "cpu_seconds": round(res["cpu_seconds"], 3),
-                            "samples_per_cpu_s": round(res["samples"] / res["cpu_seconds"], 2),
-                            "flush_denormal": ftz,
-                        }
-                    )
+                    emit(_train_row(impl, res, res["samples"], flush_denormal=ftz))
     if args.only in (None, "evaluate"):
         if have_nh:
             with contextlib.redirect_stdout(io.StringIO()):
