@@ -118,8 +118,17 @@ def test_stateful_reads_in_blocks_and_runs_small_batches_on_one_thread(basin_dat
 
     fm = _model()
     one = forecast(fm, basin_data, "2001-04-01", "2002-08-01", mode="stateful", chunk_size=10_000)
-    # read blocks (3 basins x 2 inputs x 20 steps) much shorter than the period, chunks not aligned to them
-    monkeypatch.setattr(fc, "_READ_BLOCK_FLOATS", 120)
+    # read blocks of 7 chunks (600 floats / (3 basins x 2 inputs) = 100 steps -> 91 = 7 x 13) instead of one read
+    # of the whole period: several blocks, several chunks per block, a short last chunk
+    monkeypatch.setattr(fc, "_READ_BLOCK_FLOATS", 600)
+    reads: list[tuple[int, int]] = []
+    dynamic_arrays = fc._dynamic_arrays
+
+    def count_reads(ds, fm_, i0, i1, scaler):
+        reads.append((i0, i1))
+        return dynamic_arrays(ds, fm_, i0, i1, scaler)
+
+    monkeypatch.setattr(fc, "_dynamic_arrays", count_reads)
     seen: list[int] = []
     model_forward = fm.model.forward
 
@@ -137,6 +146,7 @@ def test_stateful_reads_in_blocks_and_runs_small_batches_on_one_thread(basin_dat
         torch.set_num_threads(before)
     np.testing.assert_allclose(blocked["q_mm"].values, one["q_mm"].values, rtol=0, atol=1e-6)
     assert len(seen) > 30 and set(seen) == {1}  # 3 basins x hidden 12: far below the threading threshold
+    assert len(reads) == -(-len(seen) // 7) and all(b - a <= 91 for a, b in reads)  # one read per 7 chunks
 
 
 def test_no_observations_needed_and_cf_attributes(basin_data, tmp_path):
