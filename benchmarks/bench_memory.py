@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve()
 FULL = {
     "lstm": {"batch": 256, "seq": 365, "hidden": 256, "n_in": 25, "chunk": 5, "steps": 2},
     "unet": {"batch": 8, "size": 512, "channels": 12, "width": 16, "depth": 4, "steps": 1},
-    "tiled": {"size": 8192, "channels": 12, "width": 8, "depth": 4, "tile": 2048, "fit_sizes": [2048, 4096]},
+    "tiled": {"size": 8192, "channels": 12, "width": 8, "depth": 4, "tile": 1536, "fit_sizes": [2048, 4096]},
     # the water-cycle closure model's unet (hydroml.closure.train(architecture="unet"): base_width 8, depth 2,
     # norm "none"; 7 channels as in the zoo's closure.demo_evaporation: the product, 4 forcings, 2 static maps)
     # with its default 24 monthly windows per optimiser step, on the global 0.25-degree grid
