@@ -83,8 +83,9 @@ def _json_default(obj: Any) -> Any:
 def load_yaml(text: str) -> Any:
     """Parse YAML text with the safe loader, libyaml's C implementation when PyYAML was built with it.
 
-    The C loader is about 10x faster than the pure-Python one (50 ms for a run's resolved config), which matters
-    for forecasts started from a run directory. Both are safe loaders: no arbitrary Python objects.
+    The C loader is about 8x faster than the pure-Python one (a run's resolved config with 25 inputs: 7.1 ms ->
+    0.86 ms), which matters for short forecasts started from a run directory. Both are safe loaders: no
+    arbitrary Python objects.
 
     Parameters
     ----------

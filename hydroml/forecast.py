@@ -30,7 +30,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -428,36 +427,9 @@ def _static_arrays(ds: xr.Dataset, fm: ForecastModel, scaler: _Scaler) -> np.nda
     return scaler.transform(fm.static_inputs, xs)
 
 
-def _basin_arrays(
-    ds: xr.Dataset, fm: ForecastModel, i0: int, i1: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Normalised dynamic inputs ``[basin, time, F]`` for steps ``i0:i1`` and static inputs ``[basin, S]``."""
-    scaler = _Scaler(fm.normaliser)
-    return _dynamic_arrays(ds, fm, i0, i1, scaler), _static_arrays(ds, fm, scaler)
-
-
 # Floats of input read at once in a stateful forecast (per basin batch): 16 M floats = 64 MB. The model still
 # runs chunk by chunk; reading a longer block first saves one NetCDF read per variable and chunk.
 _READ_BLOCK_FLOATS = 1 << 24
-
-# Below this many multiply-adds per recurrent step (basins x 4 hidden x hidden), a stateful pass runs on one
-# intra-op thread: splitting a batch-of-one matrix-vector product over threads costs more in synchronisation
-# than it saves (measured with nn.LSTM, hidden 128, one basin: 15 us per step on 1 thread, 37-180 us on 2).
-_SERIAL_STEP_MACS = 1 << 21
-
-
-@contextlib.contextmanager
-def _intra_op_threads(n: int | None):
-    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
-    if n is None or n == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _next_state(out: Mapping[str, Any]) -> Any:
@@ -516,30 +488,30 @@ def _stateful(
     batch_size: int,
     device,
     progress,
+    scaler: _Scaler,
 ) -> np.ndarray:
     """One pass from step ``i0`` carrying the state; returns predictions for steps ``i_start:i_end``.
 
     Inputs are read in blocks of at most ``_READ_BLOCK_FLOATS`` floats per basin batch (never the whole period
     unless it is that small) and the model runs ``chunk_size`` steps at a time, so memory does not grow with the
-    period. Small recurrent batches run on one intra-op thread (see ``_SERIAL_STEP_MACS``).
+    period. Small recurrent batches run on one intra-op thread (:func:`hydroml.memory.streaming.recurrent_threads`).
     """
+    from hydroml.memory.streaming import recurrent_threads  # not at import time: hydroml.memory is ~75 ms
+
     n_basin = ds.sizes["basin"]
     n_out = i_end - i_start
-    scaler = _Scaler(fm.normaliser)
     y = np.full((n_basin, n_out, len(fm.targets)), np.nan, dtype=np.float32)
     chunks = list(range(i0, i_end, chunk_size))
     basin_batches = list(range(0, n_basin, batch_size))
-    hidden = int(getattr(fm.model, "hidden_size", 0) or 0)
     bar = tqdm(total=len(chunks) * len(basin_batches), progress=progress, desc="forecast (stateful)")
     for b0 in basin_batches:
         sub = ds.isel(basin=slice(b0, b0 + batch_size))
         nb = sub.sizes["basin"]
-        serial = str(device).startswith("cpu") and 0 < nb * 4 * hidden * hidden < _SERIAL_STEP_MACS
         xs = _static_arrays(sub, fm, scaler)
         xs_t = torch.from_numpy(xs).to(device) if xs is not None else None
         block = max(chunk_size, _READ_BLOCK_FLOATS // max(1, nb * len(fm.inputs)) // chunk_size * chunk_size)
         state, x_block, r0 = None, None, i0
-        with _intra_op_threads(1 if serial else None):
+        with recurrent_threads(fm.model, nb, device):
             for c0 in chunks:
                 c1 = min(c0 + chunk_size, i_end)
                 if x_block is None or c1 > r0 + x_block.shape[1]:
@@ -717,12 +689,12 @@ def forecast(
                 ds = ds.sel(basin=list(basins))
             if mode == "sliding":
                 i0, i_start, i_end = _period(times, start, end, fm.seq_len - 1, "a sliding-window forecast")
-                x, xs = _basin_arrays(ds, fm, i0, i_end)
+                x, xs = _dynamic_arrays(ds, fm, i0, i_end, scaler), _static_arrays(ds, fm, scaler)
                 y = _sliding(fm, x, xs, i_end - i_start, batch_size, device, progress)
             else:
                 history = fm.seq_len if warmup is None else int(warmup)
                 i0, i_start, i_end = _period(times, start, end, history, "a stateful forecast (warm-up)")
-                y = _stateful(fm, ds, i0, i_start, i_end, chunk_size, batch_size, device, progress)
+                y = _stateful(fm, ds, i0, i_start, i_end, chunk_size, batch_size, device, progress, scaler)
             y = scaler.inverse(fm.targets, y)
             out = xr.Dataset(
                 {t: (("basin", "time"), y[..., k]) for k, t in enumerate(fm.targets)},

@@ -51,3 +51,29 @@ def test_with_registry_lstm():
     with torch.no_grad():
         ref = m(batch)["y_hat"]
     torch.testing.assert_close(stream_predict(m, batch, chunk=9)["y_hat"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_small_batches_run_on_one_thread_and_large_ones_keep_theirs(monkeypatch):
+    """``recurrent_threads``: one intra-op thread while the per-step work is a small matrix-vector product,
+    the caller's thread count for large batches, restored afterwards in both cases."""
+    from hydroml.memory.streaming import SERIAL_STEP_MACS, recurrent_threads
+    from hydroml.models import create
+
+    m = create("lstm", n_dynamic=3, hidden_size=8).eval()
+    seen: list[int] = []
+    forward = m.forward
+    monkeypatch.setattr(m, "forward", lambda b: (seen.append(torch.get_num_threads()), forward(b))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stream_predict(m, {"x_dynamic": torch.randn(2, 30, 3)}, chunk=10)
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        big = SERIAL_STEP_MACS // (4 * 8 * 8)  # batch size at which the step is no longer "small"
+        with recurrent_threads(m, big, "cpu"):
+            assert torch.get_num_threads() == 2
+        with recurrent_threads(m, big - 1, "cpu"):
+            assert torch.get_num_threads() == 1
+        with recurrent_threads(object(), 1, "cpu"):  # no hidden_size: left alone
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -14,7 +14,8 @@ The model contract (``hydroml.models.lstm`` follows it): ``forward(batch)`` acce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,43 @@ import torch
 from hydroml._progress import tqdm
 from hydroml.exceptions import ConfigError
 
-__all__ = ["stream_predict"]
+__all__ = ["stream_predict", "recurrent_threads"]
+
+# Below this many multiply-adds per recurrent step (batch x 4 hidden x hidden), a recurrence runs on one intra-op
+# thread: a batch-of-one LSTM step is a matrix-vector product that a second OpenMP thread slows down (nn.LSTM,
+# hidden 128, one basin, 2-vCPU Xeon: 15 us per step on 1 thread, 146-184 us on 2 while another job held a core).
+SERIAL_STEP_MACS = 1 << 21
+
+
+@contextlib.contextmanager
+def recurrent_threads(model: Any, n_batch: int, device: Any = "cpu") -> Iterator[None]:
+    """Run a small recurrent batch on one intra-op thread; restore the thread count afterwards.
+
+    Parameters
+    ----------
+    model : object
+        The recurrent model; its ``hidden_size`` attribute sizes the per-step work (no attribute: threads are
+        left alone).
+    n_batch : int
+        Sequences per step (basins in the batch).
+    device : str or torch.device
+        Only CPU runs are changed.
+
+    Yields
+    ------
+    None
+    """
+    hidden = int(getattr(model, "hidden_size", 0) or 0)
+    serial = torch.device(device).type == "cpu" and 0 < n_batch * 4 * hidden * hidden < SERIAL_STEP_MACS
+    before = torch.get_num_threads()
+    if not serial or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _slice_time(v: Any, t0: int, t1: int, device, dtype) -> torch.Tensor:
@@ -74,6 +111,8 @@ def stream_predict(
     progress : bool, optional
         Progress bar.
 
+    Small batches run on one intra-op thread (:func:`recurrent_threads`).
+
     Returns
     -------
     dict
@@ -97,7 +136,8 @@ def stream_predict(
     h = c = None
     if state is not None:
         h, c = state
-    with torch.inference_mode():
+    n_batch = batch[time_keys[0]].shape[0]
+    with torch.inference_mode(), recurrent_threads(model, n_batch, device):
         for t0 in tqdm(range(0, T, chunk), progress=progress, desc="time chunks"):
             t1 = min(T, t0 + chunk)
             sub = {
