@@ -75,7 +75,7 @@ def test_refuses_batch_norm_in_training_mode():
 
 
 @pytest.mark.parametrize("batch_tile", [1, 2])
-def test_batch_tiles_and_equal_windows_give_the_same_gradients(batch_tile):
+def test_batch_tiles_give_the_same_gradients(batch_tile):
     x, w, target = _problem(36, 44)
     x = np.concatenate([x, x[:1] * 0.5])  # 3 samples: chunks of 1 and of 2 (+1)
     target = torch.cat([target, target[:1]])

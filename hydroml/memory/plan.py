@@ -791,7 +791,7 @@ class _Option:
 
 
 def _inner_nest(lo: int, hi: int, nests: Sequence) -> tuple[int, int] | None:
-    inside = [(p, q) for p, q in nests if lo <= p and q <= hi and (p, q) != (lo, hi) and p > lo]
+    inside = [(p, q) for p, q in nests if lo < p and q <= hi]
     if not inside:
         return None
     outer = [n for n in inside if not any(m != n and m[0] <= n[0] and n[1] <= m[1] for m in inside)]
@@ -813,20 +813,21 @@ class _NestedPlanner:
         costs = self.costs[lo:hi]
         base = costs[0].through_bytes
         extra = max(c.through_bytes for c in costs) - base  # skips pushed and popped inside, kept throughout
-        return self._solve(costs, budget - extra, lambda items: _shift(items, lo), extra)
+        return self._solve(
+            costs, budget - extra, lambda items: _expand(items, list(range(lo, hi + 1))), extra
+        )
 
     def _solve(self, costs: list[StageCost], budget: float, expand, extra: int = 0, sub=None, no_cut=None):
         if budget <= 0:
             return None
-        total_peak, _, _ = _evaluate([Store(i) for i in range(len(costs))], costs)
-        if total_peak <= budget:
-            items = [Store(i) for i in range(len(costs))]
-        else:
+        items = [Store(i) for i in range(len(costs))]
+        peak, rec, held = _evaluate(items, costs)
+        if peak > budget:
             C0, build = _dp(costs, budget, self.slots, no_cut)
             if not np.isfinite(C0[self.slots]):
                 return None
             items = build(0, len(costs), self.slots, _NONE)
-        peak, rec, held = _evaluate(items, costs)
+            peak, rec, held = _evaluate(items, costs)
         if sub is not None:
             rec += sub.rec
         return _Option(int(peak) + extra, int(held) + extra, float(rec), tuple(expand(items)))
@@ -887,16 +888,6 @@ class _NestedPlanner:
                 pareto.append(o)
         self._menus[key] = pareto
         return pareto
-
-
-def _shift(items: Sequence, off: int) -> list:
-    out: list = []
-    for it in items:
-        if isinstance(it, Store):
-            out.append(Store(it.stage + off))
-        else:
-            out.append(Segment(it.start + off, it.stop + off, tuple(_shift(it.inner, off))))
-    return out
 
 
 def _expand_level(items: Sequence, sub_items: Sequence, k: int, lo: int, p: int, q: int) -> list:
