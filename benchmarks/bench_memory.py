@@ -158,8 +158,7 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
     if method == "profile":
         return _write_costs(memory.profile(chain, None, step=False, warmup=True, repeat=1), "lstm")
     if method == "alternate":
-        prof = _read_costs("lstm")
-        sched = memory.plan(prof, memory.min_budget(prof) if budget is not None and budget < 0 else budget)
+        sched, _ = _schedule("lstm", "plan", budget)
 
         def lstm_step(planned: bool) -> None:
             for p in params:
@@ -175,18 +174,7 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
             return head(out)
 
     else:
-        prof = _read_costs("lstm")
-        if method == "sqrt":
-            sched = memory.sqrt_schedule(prof)
-        else:
-            if budget is not None and budget < 0:
-                budget = memory.min_budget(prof)
-            sched = memory.plan(prof, budget)
-        extra = {
-            "predicted_peak_bytes": sched.predicted_peak_bytes,
-            "recompute_ratio": round(sched.recompute_ratio, 3),
-            "schedule": sched.describe()[:120],
-        }
+        sched, extra = _schedule("lstm", method, budget)
 
         def forward():
             return chain.output(memory.run_chain(stages, (x,), sched))
@@ -220,6 +208,23 @@ def _read_costs(case: str):
         nests=[tuple(n) for n in d.get("nests", [])],
         output_bytes=d.get("output_bytes", 0),
     )
+
+
+def _schedule(case: str, method: str, budget: int | None):
+    """The ``sqrt`` or ``plan`` schedule of a case from its measured costs (budget < 0: the smallest that fits),
+    and the row's notes on it."""
+    from hydroml import memory
+
+    prof = _read_costs(case)
+    if method == "sqrt":
+        sched = memory.sqrt_schedule(prof)
+    else:
+        sched = memory.plan(prof, memory.min_budget(prof) if budget is not None and budget < 0 else budget)
+    return sched, {
+        "predicted_peak_bytes": sched.predicted_peak_bytes,
+        "recompute_ratio": round(sched.recompute_ratio, 3),
+        "schedule": sched.describe()[:120],
+    }
 
 
 def _train_measure(step, params, steps: int, extra: dict) -> dict:
@@ -269,21 +274,10 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     if method == "profile":
         return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), costs_name)
     if method == "alternate":  # step times of none and plan alternated in one process (load drifts cancel)
-        return _alternate_unet(model, x, y, budget, sz)
+        return _alternate_unet(model, x, y, budget)
     if method in ("sqrt", "plan"):
-        prof = _read_costs(costs_name)
-        if method == "sqrt":
-            sched = memory.sqrt_schedule(prof)
-        else:
-            if budget is not None and budget < 0:
-                budget = memory.min_budget(prof)
-            sched = memory.plan(prof, budget)
+        sched, extra = _schedule(costs_name, method, budget)
         memory.apply(model, sched)
-        extra = {
-            "predicted_peak_bytes": sched.predicted_peak_bytes,
-            "recompute_ratio": round(sched.recompute_ratio, 3),
-            "schedule": sched.describe()[:120],
-        }
     params = list(model.parameters())
 
     def step():
@@ -295,10 +289,8 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     return _train_measure(step, params, sz["steps"], extra)
 
 
-def _alternate_unet(model, x, y, budget: int, sz: dict) -> dict:
-    from hydroml import memory
-
-    sched = memory.plan(_read_costs("unet"), budget)
+def _alternate_unet(model, x, y, budget: int) -> dict:
+    sched, _ = _schedule("unet", "plan", budget)
     params = list(model.parameters())
 
     def step(schedule) -> None:
