@@ -57,12 +57,14 @@ def _data_root() -> None:
     os.environ.setdefault("HYDROML_DATA_ROOT", str(REPO.parent / "shared" / "data"))
 
 
+SCORES = ["nse", "kge", "r", "alpha", "beta"]  # every row's scores: NSE, KGE (2009) and KGE's components
+
+
 def _scores(obs: xr.DataArray, sim: xr.DataArray) -> pd.DataFrame:
     from hydroml.evaluation import evaluate
 
-    cols = ["nse", "kge", "r", "alpha", "beta"]  # KGE (2009) and its components
     sc = evaluate(obs, sim, ["nse", "kge"], dim="time")
-    return sc[cols].to_dataframe()[cols]
+    return sc[SCORES].to_dataframe()[SCORES]
 
 
 def lagged_features(ds: xr.Dataset, inputs: list[str]) -> np.ndarray:
@@ -165,13 +167,15 @@ def nh_run(ds: xr.Dataset, recipe: dict, seed: int, work: Path) -> tuple[pd.Data
     # Flush subnormal floats to zero, as hydroml's trainer does (train.flush_denormal): on this CPU an LSTM
     # backward pass with subnormal gradients is up to 8x slower. Only values below ~1e-38 change.
     torch.set_flush_denormal(True)
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer = BaseTrainer(cfg)
-        trainer.initialize_training()
-        trainer.train_and_validate()
-        tester = get_tester(cfg=cfg, run_dir=cfg.run_dir, period="test", init_model=True)
-        res = tester.evaluate(epoch=recipe["train"]["epochs"], save_results=False, metrics=["NSE"])
-    torch.set_flush_denormal(False)  # torch's default
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer = BaseTrainer(cfg)
+            trainer.initialize_training()
+            trainer.train_and_validate()
+            tester = get_tester(cfg=cfg, run_dir=cfg.run_dir, period="test", init_model=True)
+            res = tester.evaluate(epoch=recipe["train"]["epochs"], save_results=False, metrics=["NSE"])
+    finally:
+        torch.set_flush_denormal(False)  # torch's default
     logging.getLogger().handlers.clear()
     secs = time.perf_counter() - t0
     target = d["targets"][0]
@@ -203,7 +207,7 @@ def basin_part(part: str, seeds: list[int], peer: bool, work: Path) -> list[dict
         for basin, r in sc.iterrows():
             rows.append(
                 {"part": part, "model": model, "seed": seed, "basin": str(basin),
-                 **{k: float(r[k]) for k in ("nse", "kge", "r", "alpha", "beta")}, **extra}
+                 **{k: float(r[k]) for k in SCORES}, **extra}
             )  # fmt: skip
 
     clim = climatology(ds[target], ref_period=tuple(d["train_period"])).sel(time=obs["time"])
