@@ -194,8 +194,8 @@ def catchment_sums(
         Progress bar.
     batch_tile : int, optional
         Run the samples of a tile (e.g. the months of a step) in chunks of this many (default all at once):
-        samples are independent, so the result is the same and memory is bounded by ``batch_tile`` samples
-        of one tile.
+        samples are independent, so the result is the same. The model's activations are bounded by
+        ``batch_tile`` samples of one tile; the tile's input window is still read for all samples at once.
 
     Returns
     -------
