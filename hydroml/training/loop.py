@@ -250,7 +250,7 @@ def _validate(
     n_t = len(cfg.data.targets)
     # [sim (n_t), obs (n_t), covered (1)] x basin x time; zeros where another process (or no window) predicts
     acc = np.zeros((2 * n_t + 1, nb, nt), np.float32)
-    sums = torch.zeros(2 + info.world_size, dtype=torch.float64)  # loss sum, count, windows of each process
+    sums = torch.zeros(2, dtype=torch.float64)  # loss sum, count
     mine = D.split(n, info)
     bs = max(cfg.train.batch_size, 256)
     for i in range(0, len(mine), bs):
@@ -268,16 +268,15 @@ def _validate(
         acc[:n_t, b, t] = y_hat[:, 0].cpu().numpy().T
         acc[n_t : 2 * n_t, b, t] = y[:, 0].cpu().numpy().T
         acc[2 * n_t, b, t] = 1.0
-    sums[2 + info.rank] = len(mine)
     model.train(was_training)
     D.reduce_sum(torch.from_numpy(acc), info)  # shares acc's memory
     D.reduce_sum(sums, info)
     scores = torch.full((3,), float("nan"), dtype=torch.float64)
     if info.is_main:
-        per_rank = [int(c) for c in sums[2:]]
+        per_rank = [len(D.split(n, D.DistInfo(r, info.world_size))) for r in range(info.world_size)]
         log.info(
             "validation: %d windows, evaluated by %d process(es) as %s",
-            sum(per_rank),
+            n,
             info.world_size,
             " + ".join(map(str, per_rank)),
         )
