@@ -90,8 +90,8 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_load_run_of_a_run_directory_with_the_version_0_layout(demo_cache, tmp_path):
-    """A run directory whose normalisation.json is in the earlier layout loads, and forecasts as the same run
-    with the current layout does (same statistics; the log offset of the old layout is 1)."""
+    """A run directory whose normalisation.json is in the earlier layout loads, with the same statistics as the
+    same run in the current layout (the log offset of the old layout is 1, as the current default)."""
     cfg = copy.deepcopy(TINY)
     cfg["train"]["epochs"] = 1
     cfg["data"]["validation_period"] = None
@@ -116,6 +116,3 @@ def test_load_run_of_a_run_directory_with_the_version_0_layout(demo_cache, tmp_p
         assert {k: norm_b.stats[name][k] for k in ("mean", "std", "log", "eps")} == {
             k: st[k] for k in ("mean", "std", "log", "eps")
         }
-    x = np.linspace(0.0, 20.0, 7)
-    for name in norm_a.stats:
-        np.testing.assert_array_equal(norm_b.transform(name, x), norm_a.transform(name, x))

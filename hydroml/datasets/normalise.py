@@ -304,7 +304,7 @@ class Normaliser:
                 f"{type(obj).__name__}"
             )
         if obj.get("format") == "hydroml.normaliser" and isinstance(obj.get("variables"), dict):
-            version = obj.get("version", FORMAT_VERSION)
+            version = obj.get("version", 1)  # files from before the version key are version 1
             if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
                 raise ConfigError(
                     f"{where}normalisation statistics of layout version {version!r}: this hydroml reads "
