@@ -341,6 +341,7 @@ class LSTMModel(_RecurrentBase):
                     f"{self.embedding_size}; use input_init='default'"
                 )
             self._identity_projection()
+        self.input_init = input_init
 
     @torch.no_grad()
     def _identity_projection(self) -> None:
