@@ -1,0 +1,197 @@
+"""A fused single-layer LSTM for CPU training (``LSTMModel(kernel="fused")``, the default on CPU).
+
+Why
+---
+On CPU, ``nn.LSTM`` runs oneDNN's LSTM primitive. For the discharge models' shape (batch 256, 365 steps, hidden
+128, 1 thread) its forward and backward take about twice the time of the matrix products they contain: the
+backward materialises the gate gradients of every step and computes the weight gradients afterwards in separate
+passes, and every call allocates (and page-faults) a fresh workspace of ``T * B * 4H`` floats.
+
+What this kernel does (``csrc/fused_lstm.cpp``, compiled on first use with ``torch.utils.cpp_extension``)
+-------------------------------------------------------------------------------------------------------
+Forward, per step ``t``, one GEMM and one fused pass::
+
+    g    = [x_t | h_{t-1}] @ [W_x | W_hh]^T                   (one GEMM, K = F + H)
+    i, f, o = sigmoid(g_i + b_i), ...;  u = tanh(g_g + b_g)    (b: a per-sequence bias, see below)
+    c_t  = f * c_{t-1} + i * u;         h_t = o * tanh(c_t)
+
+keeping the activations ``(i, f, u, o)``, ``c_t`` and ``[x_t | h_{t-1}]`` (``h_t`` is written straight into the
+next step's GEMM operand). Backward, per step from ``T - 1`` down, one fused pass and two GEMMs::
+
+    dh = dL/dh_t + dh_next;  dc = dc_next + dh * o * (1 - tanh(c_t)^2)
+    dg = [dc u i(1-i), dc c_{t-1} f(1-f), dc i (1-u^2), dh tanh(c_t) o(1-o)]    (db += dg in the same pass)
+    dW += dg^T @ [x_t | h_{t-1}];   dh_next = dg @ W_hh;   dc_next = dc * f
+
+so the gate gradients never leave the cache and no pass over all steps follows the loop. The large buffers
+(activations, cell states, GEMM operands) come from a small pool and are reused by the next step once autograd
+has released them (checked with the storage's reference count), so they are not page-faulted again each step.
+
+The per-sequence bias folds the static attributes and the input projection in, exactly (see
+:class:`hydroml.models.lstm.LSTMModel`)::
+
+    W_ih (A_d x_t + A_s s + a) + b_ih + b_hh = (W_ih A_d) x_t + [W_ih (A_s s + a) + b_ih + b_hh]
+
+``W_x = W_ih A_d`` (``[4H, F]``) and the bracket (``[B, 4H]``) are formed by autograd-tracked products of the
+model's own parameters, so the parameters, their names and the state dict are those of ``nn.LSTM``; only the
+order of floating-point operations differs (outputs and gradients equal ``nn.LSTM``'s to float32 round-off,
+``tests/test_fused_lstm.py``).
+
+Limits: float32 on CPU, one layer; the model falls back to ``nn.LSTM`` elsewhere (GPU: cuDNN; bf16 autocast;
+several layers; inference without gradients). If the kernel cannot be compiled (no C++ compiler or ninja) the
+model logs why once and uses ``nn.LSTM``. ``HYDROML_FUSED_LSTM=0`` disables it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger("hydroml")
+
+__all__ = ["available", "fused_lstm", "unavailable_reason"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
+_lock = threading.Lock()
+_state: dict = {"ops": None, "error": None, "tried": False}
+
+
+def _build_dir() -> Path:
+    """A cache folder per source, torch version and CPU (the build uses ``-march=native``)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        pass
+    key = hashlib.sha256(
+        _SOURCE.read_bytes() + torch.__version__.encode() + platform.machine().encode() + flags.encode()
+    ).hexdigest()[:16]
+    root = Path(os.environ.get("HYDROML_CACHE", Path.home() / ".cache" / "hydroml"))
+    return root / "extensions" / f"fused_lstm_{key}"
+
+
+def _load():
+    with _lock:
+        if _state["tried"]:
+            return _state["ops"]
+        _state["tried"] = True
+        if os.environ.get("HYDROML_FUSED_LSTM", "1") == "0":
+            _state["error"] = "disabled by HYDROML_FUSED_LSTM=0"
+            return None
+        try:
+            from torch.utils.cpp_extension import load
+
+            build = _build_dir()
+            build.mkdir(parents=True, exist_ok=True)
+            load(
+                name="hydroml_fused_lstm",
+                sources=[str(_SOURCE)],
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"],
+                build_directory=str(build),
+                is_python_module=False,
+                verbose=False,
+            )
+            _state["ops"] = torch.ops.hydroml_lstm
+        except Exception as err:  # noqa: BLE001 - any build failure means: use nn.LSTM
+            _state["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
+            logger.warning("fused CPU LSTM kernel unavailable (%s); using nn.LSTM", _state["error"])
+        return _state["ops"]
+
+
+def available() -> bool:
+    """Whether the fused CPU kernel is (or can be) compiled and loaded; compiles it on the first call."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`available` is False (``None`` when it is available or was not tried)."""
+    _load()
+    return _state["error"]
+
+
+# ---- buffer pool ---------------------------------------------------------------------------------------
+_POOL: dict[tuple, list[tuple[torch.Tensor, tuple[int, int]]]] = {}
+_POOL_SHAPES = 6
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _refs(t: torch.Tensor) -> tuple[int, int]:
+    # References to the tensor itself (autograd's saved tensors hold it) and to its storage (views hold it).
+    return t._use_count(), _storage_use_count(t.untyped_storage()._cdata)
+
+
+def _buffer(shape: tuple) -> torch.Tensor:
+    """A float32 CPU buffer of ``shape``: a pooled one nobody else references, else a new one (pooled)."""
+    if _storage_use_count is None:
+        return torch.empty(shape)
+    entries = _POOL.get(shape)
+    if entries is None:
+        if len(_POOL) >= _POOL_SHAPES:  # forget the oldest shape (batch sizes of a new run)
+            _POOL.pop(next(iter(_POOL)))
+        entries = _POOL[shape] = []
+    for buf, base in entries:
+        if _refs(buf) == base:
+            return buf
+    buf = torch.empty(shape)
+    if len(entries) < 2:
+        entries.append((buf, _refs(buf)))
+    return buf
+
+
+class _FusedLSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias, w_cat, h0, c0):  # noqa: D401
+        ops = _state["ops"]
+        B, T, F = x.shape
+        H = h0.shape[-1]
+        xh = _buffer((T + 1, B, F + H))
+        acts = _buffer((T, B, 4 * H))
+        cs = _buffer((T, B, H))
+        xh[:T, :, :F].copy_(x.transpose(0, 1))
+        xh[T, :, :F].zero_()
+        ops.fwd(xh, bias.contiguous(), w_cat.contiguous(), h0.contiguous(), c0.contiguous(), acts, cs)
+        ctx.save_for_backward(xh, w_cat, c0, acts, cs)
+        ctx.n_in = F
+        out = xh[1:, :, F:]
+        return out, xh[T, :, F:].clone(), cs[T - 1].clone()
+
+    @staticmethod
+    def backward(ctx, g_out, g_hn, g_cn):  # noqa: D401
+        xh, w_cat, c0, acts, cs = ctx.saved_tensors
+        need_dx = ctx.needs_input_grad[0]
+        dx, db, dw, dh0, dc0 = _state["ops"].bwd(
+            xh, w_cat, c0, acts, cs, g_out.contiguous(), g_hn.contiguous(), g_cn.contiguous(), need_dx
+        )
+        return (dx.transpose(0, 1) if need_dx else None), db, dw, dh0, dc0
+
+
+def fused_lstm(
+    x: torch.Tensor, bias: torch.Tensor, w_cat: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the fused LSTM (call :func:`available` first).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``[B, T, F]`` inputs.
+    bias : Tensor
+        ``[B, 4H]`` per-sequence gate bias (gate order i, f, g, o, as ``nn.LSTM``).
+    w_cat : Tensor
+        ``[4H, F + H]``: input weights ``W_x`` and recurrent weights ``W_hh`` side by side.
+    h0, c0 : Tensor
+        ``[B, H]`` initial state.
+
+    Returns
+    -------
+    out : Tensor
+        ``[T, B, H]`` hidden states ``h_1 .. h_T`` (time-major; a view into the kernel's buffer).
+    h_n, c_n : Tensor
+        ``[B, H]`` final state.
+    """
+    return _FusedLSTM.apply(x, bias, w_cat, h0, c0)

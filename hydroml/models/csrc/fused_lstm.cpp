@@ -1,0 +1,156 @@
+// Fused single-layer LSTM recurrence for CPU training: the step loop, the gate non-linearities fused into one
+// pass per step, and all weight gradients accumulated inside the backward time loop (see
+// hydroml/models/_fused_lstm.py for the maths and the Python side).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <cmath>
+
+namespace {
+
+inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+constexpr int64_t kGrain = 16;
+
+// Forward of one step. g: [B, 4H] pre-activations without bias; writes the activations (i, f, g, o) to a,
+// c_t to c and h_t to h.
+void cell_forward(const float* __restrict g, const float* __restrict bias, const float* __restrict cp,
+                  float* __restrict a, float* __restrict c, float* __restrict h, int64_t h_stride, int64_t B,
+                  int64_t H) {
+  at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* gb = g + b * 4 * H;
+      const float* bb = bias + b * 4 * H;
+      const float* cpb = cp + b * H;
+      float* ab = a + b * 4 * H;
+      float* cb = c + b * H;
+      float* hb = h + b * h_stride;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        float i = sigm(gb[j] + bb[j]);
+        float f = sigm(gb[H + j] + bb[H + j]);
+        float gg = std::tanh(gb[2 * H + j] + bb[2 * H + j]);
+        float o = sigm(gb[3 * H + j] + bb[3 * H + j]);
+        float cc = f * cpb[j] + i * gg;
+        ab[j] = i;
+        ab[H + j] = f;
+        ab[2 * H + j] = gg;
+        ab[3 * H + j] = o;
+        cb[j] = cc;
+        hb[j] = o * std::tanh(cc);
+      }
+    }
+  });
+}
+
+// Backward of one step: gate gradients to dg [B, 4H] (accumulated into db), dc updated in place
+// (in: from step t+1; out: to step t-1). dh = dh_out + dh_next.
+void cell_backward(const float* __restrict a, const float* __restrict c, const float* __restrict cp,
+                   const float* __restrict dh_out, const float* __restrict dh_next, float* __restrict dc,
+                   float* __restrict dg, float* __restrict db, int64_t B, int64_t H) {
+  at::parallel_for(0, B, kGrain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* ab = a + b * 4 * H;
+      const float* cb = c + b * H;
+      const float* cpb = cp + b * H;
+      const float* dob = dh_out + b * H;
+      const float* dnb = dh_next + b * H;
+      float* dcb = dc + b * H;
+      float* dgb = dg + b * 4 * H;
+      float* dbb = db + b * 4 * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        float i = ab[j], f = ab[H + j], gg = ab[2 * H + j], o = ab[3 * H + j];
+        float tc = std::tanh(cb[j]);
+        float dh = dob[j] + dnb[j];
+        float dcc = dcb[j] + dh * o * (1.0f - tc * tc);
+        float di = dcc * gg * i * (1.0f - i);
+        float df = dcc * cpb[j] * f * (1.0f - f);
+        float dgg = dcc * i * (1.0f - gg * gg);
+        float dout = dh * tc * o * (1.0f - o);
+        dgb[j] = di;
+        dgb[H + j] = df;
+        dgb[2 * H + j] = dgg;
+        dgb[3 * H + j] = dout;
+        dbb[j] += di;
+        dbb[H + j] += df;
+        dbb[2 * H + j] += dgg;
+        dbb[3 * H + j] += dout;
+        dcb[j] = dcc * f;
+      }
+    }
+  });
+}
+
+void check(const at::Tensor& t, const char* name, int64_t dim) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu(), "fused LSTM: ", name,
+              " must be a float32 CPU tensor");
+  TORCH_CHECK(t.dim() == dim && t.is_contiguous(), "fused LSTM: ", name, " must be contiguous with ", dim,
+              " dimensions, got ", t.sizes());
+}
+
+// xh [T + 1, B, F + H]: xh[t, :, :F] = x_t (filled by the caller), xh[t, :, F:] = h_{t-1} (written here, from
+// h0 at t = 0); bias [B, 4H] (per sequence); w_cat [4H, F + H] = [w_ih | w_hh]; c0 [B, H].
+// Fills acts [T, B, 4H] (gate activations i, f, g, o) and cs [T, B, H] (cell states).
+void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, const at::Tensor& h0,
+              const at::Tensor& c0, at::Tensor acts, at::Tensor cs) {
+  check(xh, "xh", 3);
+  check(bias, "bias", 2);
+  check(c0, "c0", 2);
+  check(acts, "acts", 3);
+  check(cs, "cs", 3);
+  const int64_t T = acts.size(0), B = acts.size(1), H = cs.size(2), K = xh.size(2), F = K - H;
+  TORCH_CHECK(xh.size(0) == T + 1 && xh.size(1) == B && w_cat.size(0) == 4 * H && w_cat.size(1) == K,
+              "fused LSTM: inconsistent shapes");
+  auto w_t = w_cat.t();
+  auto g = at::empty({B, 4 * H}, xh.options());
+  xh[0].narrow(1, F, H).copy_(h0);
+  float* xh_p = xh.data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    at::mm_out(g, xh[t], w_t);
+    const float* cp = t ? cs[t - 1].data_ptr<float>() : c0.data_ptr<float>();
+    cell_forward(g.data_ptr<float>(), bias.data_ptr<float>(), cp, acts[t].data_ptr<float>(),
+                 cs[t].data_ptr<float>(), xh_p + (t + 1) * B * K + F, K, B, H);
+  }
+}
+
+// Gradients of lstm_fwd given grad_out [T, B, H] (of h_1..h_T), grad_hn and grad_cn [B, H].
+// Returns (dx [T, B, F] or an empty tensor, d_bias [B, 4H], d_w_cat [4H, F + H], dh0, dc0).
+std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, const at::Tensor& c0,
+                                 const at::Tensor& acts, const at::Tensor& cs, const at::Tensor& grad_out,
+                                 const at::Tensor& grad_hn, const at::Tensor& grad_cn, bool need_dx) {
+  check(grad_out, "grad_out", 3);
+  const int64_t T = acts.size(0), B = acts.size(1), H = cs.size(2), K = xh.size(2), F = K - H;
+  auto w_hh = w_cat.narrow(1, F, H).contiguous();
+  auto w_ih = w_cat.narrow(1, 0, F).contiguous();
+  auto dh = grad_hn.contiguous().clone();
+  auto dc = grad_cn.contiguous().clone();
+  auto dg = at::empty({B, 4 * H}, xh.options());
+  auto db = at::zeros({B, 4 * H}, xh.options());
+  auto dw = at::zeros({4 * H, K}, xh.options());
+  at::Tensor dx = need_dx ? at::empty({T, B, F}, xh.options()) : at::empty({0}, xh.options());
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const float* cp = t ? cs[t - 1].data_ptr<float>() : c0.data_ptr<float>();
+    cell_backward(acts[t].data_ptr<float>(), cs[t].data_ptr<float>(), cp, grad_out[t].data_ptr<float>(),
+                  dh.data_ptr<float>(), dc.data_ptr<float>(), dg.data_ptr<float>(), db.data_ptr<float>(), B, H);
+    dw.addmm_(dg.t(), xh[t]);
+    if (need_dx) {
+      auto dx_t = dx[t];
+      at::mm_out(dx_t, dg, w_ih);
+    }
+    at::mm_out(dh, dg, w_hh);
+  }
+  return {dx, db, dw, dh, dc};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(hydroml_lstm, m) {
+  m.def("fwd(Tensor(a!) xh, Tensor bias, Tensor w_cat, Tensor h0, Tensor c0, Tensor(b!) acts, Tensor(c!) cs) -> ()");
+  m.def("bwd(Tensor xh, Tensor w_cat, Tensor c0, Tensor acts, Tensor cs, Tensor grad_out, Tensor grad_hn, "
+        "Tensor grad_cn, bool need_dx) -> Tensor[]");
+}
+TORCH_LIBRARY_IMPL(hydroml_lstm, CPU, m) {
+  m.impl("fwd", &lstm_fwd);
+  m.impl("bwd", &lstm_bwd);
+}

@@ -1,0 +1,147 @@
+"""The fused CPU LSTM kernel (``LSTMModel(kernel="fused")``) against ``nn.LSTM``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hydroml.exceptions import ConfigError
+from hydroml.models import _fused_lstm as fused
+from hydroml.models import create
+
+
+def _model(n_static: int = 6, hidden: int = 24, seed: int = 0, **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = create("lstm", n_dynamic=4, n_static=n_static, hidden_size=hidden, **kw)
+    with torch.no_grad():  # move away from the identity / zero initialisation so every path matters
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+def _batch(b: int = 7, t: int = 33, n_static: int = 6, seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    batch = {"x_dynamic": torch.randn(b, t, 4, generator=g)}
+    if n_static:
+        batch["x_static"] = torch.randn(b, n_static, generator=g)
+    return batch
+
+
+def _step(m, batch, kernel: str):
+    m.kernel = kernel
+    m.zero_grad()
+    out = m(batch)
+    y = out["y_hat"]
+    w = torch.linspace(-1, 1, y.shape[1]).view(1, -1, 1)
+    loss = (y * w).pow(2).mean() + out["h_n"].sum() * 0.1 + out["c_n"].pow(2).sum() * 0.05
+    loss.backward()
+    return out, {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+def test_kernel_compiles_here():
+    # CI installs a compiler and ninja: the default training path must be the fused kernel, not a fallback.
+    assert fused.available(), fused.unavailable_reason()
+
+
+@pytest.mark.parametrize("n_static", [0, 6])
+def test_outputs_and_gradients_equal_nn_lstm(n_static):
+    m = _model(n_static=n_static)
+    batch = _batch(n_static=n_static)
+    h0 = torch.randn(1, 7, 24) * 0.5
+    c0 = torch.randn(1, 7, 24) * 0.5
+    batch["state"] = (h0, c0)
+    ref, g_ref = _step(m, batch, "native")
+    out, g = _step(m, batch, "fused")
+    for key in ("y_hat", "h_n", "c_n"):
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-6)
+    assert set(g) == set(g_ref)
+    for name in g_ref:
+        _close(g[name], g_ref[name], name)
+
+
+def test_input_and_state_gradients():
+    m = _model()
+    base = _batch()
+    grads = {}
+    for kernel in ("native", "fused"):
+        x = base["x_dynamic"].clone().requires_grad_()
+        h0 = torch.full((1, 7, 24), 0.1, requires_grad=True)
+        c0 = torch.full((1, 7, 24), -0.2, requires_grad=True)
+        m.kernel = kernel
+        out = m({"x_dynamic": x, "x_static": base["x_static"], "state": (h0, c0)})
+        (out["y_hat"].pow(2).sum() + out["c_n"].sum()).backward()
+        grads[kernel] = (x.grad, h0.grad, c0.grad)
+    for a, b in zip(grads["native"], grads["fused"]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, name: str = "") -> None:
+    # float32 round-off relative to the tensor's largest element (sums over batch and time)
+    scale = max(expected.abs().max().item(), 1.0)
+    assert (actual - expected).abs().max().item() <= 2e-5 * scale, name
+
+
+def _grads(m) -> dict:
+    return {n: p.grad.clone() for n, p in m.named_parameters()}
+
+
+def test_reused_buffers_never_corrupt_live_graphs():
+    """Two forwards before their backwards, and a retained graph backpropagated twice, give exact grads."""
+    m = _model()
+    b1, b2 = _batch(seed=3), _batch(seed=4)
+
+    def loss(batch):
+        return m(batch)["y_hat"].pow(2).sum()
+
+    m.kernel = "native"
+    m.zero_grad()
+    loss(b1).backward()
+    ref_1 = _grads(m)
+    loss(b2).backward()
+    ref_12 = _grads(m)
+    m.kernel = "fused"
+    for _ in range(2):  # the second round runs on pooled buffers
+        m.zero_grad()
+        l1 = loss(b1)
+        l2 = loss(b2)  # b1's graph is alive: its buffers must not be reused
+        l2.backward()
+        l1.backward(retain_graph=True)
+        both = _grads(m)
+        l1.backward()  # again, on the retained graph: the kernel's saved buffers are still intact
+        again = _grads(m)
+        for n in ref_12:
+            _close(both[n], ref_12[n], n)
+            _close(again[n], ref_12[n] + ref_1[n], n)
+
+
+def test_auto_uses_nn_lstm_where_the_kernel_does_not_apply(monkeypatch):
+    calls = []
+    real = fused.fused_lstm
+    monkeypatch.setattr(fused, "fused_lstm", lambda *a: calls.append(1) or real(*a))
+    batch = _batch()
+    m = _model()
+    m(batch)["y_hat"].sum().backward()
+    assert calls == [1]  # training on CPU in float32: fused
+    with torch.no_grad():
+        m(batch)
+    m.eval()
+    m(batch)
+    m.train()
+    _model(num_layers=2)(batch)
+    native = _model(kernel="native")
+    native(batch)["y_hat"].sum().backward()
+    assert calls == [1]
+
+
+def test_unavailable_kernel(monkeypatch):
+    monkeypatch.setitem(fused._state, "tried", True)
+    monkeypatch.setitem(fused._state, "ops", None)
+    monkeypatch.setitem(fused._state, "error", "no compiler")
+    batch = _batch()
+    auto = _model()
+    auto(batch)["y_hat"].sum().backward()  # falls back to nn.LSTM
+    forced = _model(kernel="fused")
+    with pytest.raises(ConfigError, match="no compiler"):
+        forced(batch)
+    with pytest.raises(ConfigError, match="kernel must be one of"):
+        _model(kernel="cuda")
