@@ -166,7 +166,7 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
             out = chain.output(memory.run_chain(stages, (x,), sched)) if planned else head(lstm(x)[0])
             (out - y).square().mean().backward()
 
-        return _alternate(lambda: lstm_step(False), lambda: lstm_step(True), sched, rounds=5)
+        return _alternate(lambda: lstm_step(False), lambda: lstm_step(True), sched, rounds=max(5, ROUNDS))
     if method == "none":
 
         def forward():
@@ -189,6 +189,7 @@ def _lstm_worker(method: str, budget: int | None, sz: dict) -> dict:
 
 
 _WORKDIR = Path(".")
+ROUNDS = 3  # alternate rows: timed steps of each arm
 
 
 def _write_costs(prof, case: str) -> dict:
@@ -212,7 +213,7 @@ def _read_costs(case: str):
 
 def _schedule(case: str, method: str, budget: int | None):
     """The ``sqrt`` or ``plan`` schedule of a case from its measured costs (budget < 0: the smallest that fits),
-    and the row's notes on it."""
+    and the row's notes on it. ``case`` names the costs file (``unet_lean``: the unet's lean stages)."""
     from hydroml import memory
 
     prof = _read_costs(case)
@@ -251,32 +252,48 @@ def _train_measure(step, params, steps: int, extra: dict) -> dict:
     }
 
 
-def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
+# unet methods: the model's lean stages (lean=True) or the plain ones, and the schedule on top; ``none`` is always
+# the plain model with PyTorch's ordinary stored activations
+_UNET_LEAN = {"lean": True, "plan": True, "profile_lean": True}
+_UNET_SCHEDULE = {"sqrt": ("unet", "sqrt"), "plan_plain": ("unet", "plan"), "plan": ("unet_lean", "plan")}
+
+
+def _unet_model(sz: dict, lean: bool = False, rev: bool = False):
+    import torch
+
+    from hydroml.models import create
+
+    torch.manual_seed(0)  # the same weights for every method
+    return create(
+        "unet", in_channels=sz["channels"], base_width=sz["width"], depth=sz["depth"], reversible=rev,
+        reversible_blocks=3, lean=lean,
+    )  # fmt: skip
+
+
+def _unet_worker(method: str, budget: int | None, sz: dict, arm: str = "plan") -> dict:
     import torch
 
     from hydroml import memory
-    from hydroml.models import create
 
-    torch.manual_seed(0)
     B, S, C = sz["batch"], sz["size"], sz["channels"]
     rev = method.startswith("reversible")
-    costs_name = "unet"
-    model = create(
-        "unet", in_channels=C, base_width=sz["width"], depth=sz["depth"], reversible=rev, reversible_blocks=3
-    )
+    model = _unet_model(sz, _UNET_LEAN.get(method, False), rev)
     if method == "reversible_stored":  # the same network, activations stored (ordinary autograd)
         for mod in model.modules():
             if hasattr(mod, "memory_saving"):
                 mod.memory_saving = False
+    torch.manual_seed(1)
     x = torch.randn(B, C, S, S)
     y = torch.randn(B, 1, S, S)
-    extra: dict = {}
-    if method == "profile":
-        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), costs_name)
-    if method == "alternate":  # step times of none and plan alternated in one process (load drifts cancel)
-        return _alternate_unet(model, x, y, budget)
-    if method in ("sqrt", "plan"):
-        sched, extra = _schedule(costs_name, method, budget)
+    extra: dict = {"lean": bool(getattr(model, "lean", False))}
+    if method in ("profile", "profile_lean"):
+        name = "unet_lean" if method == "profile_lean" else "unet"
+        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), name)
+    if method == "alternate":  # step times of none and an arm alternated in one process (load drifts cancel)
+        return _alternate_unet(model, x, y, budget, sz, arm)
+    if method in _UNET_SCHEDULE:
+        sched, notes = _schedule(*_UNET_SCHEDULE[method], budget)
+        extra.update(notes)
         memory.apply(model, sched)
     params = list(model.parameters())
 
@@ -289,17 +306,25 @@ def _unet_worker(method: str, budget: int | None, sz: dict) -> dict:
     return _train_measure(step, params, sz["steps"], extra)
 
 
-def _alternate_unet(model, x, y, budget: int) -> dict:
-    sched, _ = _schedule("unet", "plan", budget)
-    params = list(model.parameters())
+def _alternate_unet(model, x, y, budget: int | None, sz: dict, arm: str) -> dict:
+    """``none`` (the plain model) against ``arm`` (``plan``: lean stages + the plan at ``budget``; ``lean``: lean
+    stages alone; ``plan_plain``: plain stages + the plan), alternated step by step in one process."""
+    from hydroml import memory
 
-    def step(schedule) -> None:
-        model.set_memory_schedule(schedule)
-        for p in params:
+    other = _unet_model(sz, _UNET_LEAN.get(arm, False))
+    other.load_state_dict(model.state_dict())
+    sched = None
+    if arm in _UNET_SCHEDULE:
+        sched, _ = _schedule(*_UNET_SCHEDULE[arm], budget)
+        memory.apply(other, sched)
+
+    def step(m) -> None:
+        for p in m.parameters():
             p.grad = None
-        (model({"x": x})["y_hat"] - y).square().mean().backward()
+        (m({"x": x})["y_hat"] - y).square().mean().backward()
 
-    return _alternate(lambda: step(None), lambda: step(sched), sched, rounds=3)
+    res = _alternate(lambda: step(model), lambda: step(other), sched, rounds=ROUNDS)
+    return {"arm": arm, **res}
 
 
 def _alternate(step_none, step_plan, sched, rounds: int) -> dict:
@@ -322,7 +347,7 @@ def _alternate(step_none, step_plan, sched, rounds: int) -> dict:
         "time_ratio": round(planned / none, 3),
         "steps_none": [round(t, 2) for t in times["none"]],
         "steps_plan": [round(t, 2) for t in times["plan"]],
-        "recompute_ratio": round(sched.recompute_ratio, 3),
+        "recompute_ratio": round(sched.recompute_ratio, 3) if sched is not None else 0.0,
     }
 
 
@@ -519,7 +544,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.case == "lstm":
         res = _lstm_worker(args.method, args.budget, sz)
     elif args.case == "unet":
-        res = _unet_worker(args.method, args.budget, sz)
+        res = _unet_worker(args.method, args.budget, sz, args.arm)
     elif args.case == "tiled":
         res = _tiled_worker(args.method, args.budget, sz, args.size, workdir)
     else:
@@ -541,7 +566,13 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def _run(
-    case: str, method: str, quick: bool, workdir: Path, budget: int | None = None, size: int | None = None
+    case: str,
+    method: str,
+    quick: bool,
+    workdir: Path,
+    budget: int | None = None,
+    size: int | None = None,
+    arm: str | None = None,
 ):
     cmd = [
         sys.executable,
@@ -556,6 +587,8 @@ def _run(
     ]
     if quick:
         cmd.append("--quick")
+    if arm is not None:
+        cmd += ["--arm", arm]
     if budget is not None:
         cmd += ["--budget", str(int(budget))]
     if size is not None:
@@ -591,7 +624,11 @@ def main(argv=None) -> int:
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--budget", type=int, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--arm", default="plan", help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global ROUNDS
+    ROUNDS = max(1, args.rounds)
     if args.worker:
         worker(args)
         return 0
@@ -626,16 +663,19 @@ def main(argv=None) -> int:
                 if b == base // 16 or b == -1:  # step-time ratio, none and plan alternated in one process
                     add(_run("lstm", "alternate", args.quick, workdir, budget=b))
     if "unet" in args.cases:
-        _run("unet", "profile", args.quick, workdir)
+        _run("unet", "profile", args.quick, workdir)  # plain stages (sqrt)
+        _run("unet", "profile_lean", args.quick, workdir)  # lean stages (plan)
         none = _run("unet", "none", args.quick, workdir)
         add(none)
         add(_run("unet", "sqrt", args.quick, workdir))
+        add(_run("unet", "lean", args.quick, workdir))
         base = none.get("peak_saved_bytes") or 1
-        for frac in (2, 3, 4):  # 1/4: the issue's target (>= 4x less kept)
+        for frac in (3, 4, 5):  # 1/4: the issue's target (>= 4x less kept)
             add(_run("unet", "plan", args.quick, workdir, budget=base // frac))
         add(_run("unet", "plan", args.quick, workdir, budget=-1))  # -1: the smallest budget that fits
-        # the step-time ratio at 1/4, none and plan alternated in one process
-        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4))
+        # step-time ratios, none and the arm alternated in one process: lean alone, the plan at 1/4
+        add(_run("unet", "alternate", args.quick, workdir, arm="lean"))
+        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4, arm="plan"))
         if not args.no_reversible:
             add(_run("unet", "reversible_stored", args.quick, workdir))
             add(_run("unet", "reversible", args.quick, workdir))
@@ -679,7 +719,7 @@ def main(argv=None) -> int:
     for r in results:
         notes = []
         for k in (
-            "recompute_ratio", "time_ratio", "none_step_s", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
+            "arm", "recompute_ratio", "time_ratio", "none_step_s", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
             "max_abs_diff_vs_untiled", "grad_max_rel_diff",
         ):  # fmt: skip
             if k in r:

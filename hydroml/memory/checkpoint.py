@@ -21,7 +21,9 @@ Execution
 run through :func:`checkpoint`, a custom autograd function (re-entrant style) that keeps only the segment's
 input, re-runs the segment in backward with gradients (following its inner schedule, so nested segments work),
 restores the RNG state (dropout masks match) and the running statistics of batch-norm layers (they are not
-updated twice). Its recomputation happens inside ``saved_tensors_hooks`` like any forward, so
+updated twice). In that recomputation the segment's outputs only seed the backward, so its last stage runs under
+:func:`discarding` (:func:`output_discarded` is true): a stage that can may then build its autograd graph without
+computing its output's values (the lean stages of :mod:`hydroml.memory.lean` skip their convolution). Its recomputation happens inside ``saved_tensors_hooks`` like any forward, so
 :func:`hydroml.memory.profile` sees the true peak. Like ``use_reentrant=True`` checkpoints it supports
 ``loss.backward()`` but not ``torch.autograd.grad``; for that use ``impl="torch"``
 (``torch.utils.checkpoint(use_reentrant=False)``).
@@ -64,7 +66,28 @@ __all__ = [
     "checkpoint_lstm",
     "lstm_chain",
     "stateful_chain",
+    "discarding",
+    "output_discarded",
 ]
+
+_DISCARD = [False]
+
+
+@contextlib.contextmanager
+def discarding(active: bool = True):
+    """Run a stage whose output values will not be used, only its autograd graph (the last stage of a
+    recomputed segment): inside, :func:`output_discarded` is ``active``."""
+    prev = _DISCARD[0]
+    _DISCARD[0] = bool(active)
+    try:
+        yield
+    finally:
+        _DISCARD[0] = prev
+
+
+def output_discarded() -> bool:
+    """Whether the stage now running may return placeholder output values (see :func:`discarding`)."""
+    return _DISCARD[0]
 
 
 @dataclass
@@ -87,6 +110,8 @@ class Chain:
         Nested sub-chains ``[p, q)`` (well nested): the state entering stage ``p`` passes through stages
         ``p..q-1`` (a skip connection) and is consumed by stage ``q``; a U-Net level. A checkpoint over
         exactly such a range keeps only its input, so the planner can recompute the skip connection.
+    description : str
+        One line on what the stages are (shown by ``Profile.table`` and ``hydroml memory plan``).
     """
 
     stages: list
@@ -95,6 +120,7 @@ class Chain:
     names: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     nests: list = field(default_factory=list)
+    description: str = ""
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -161,7 +187,7 @@ class _CheckpointFn(torch.autograd.Function):
             )
             ctx.cuda_rng = [torch.cuda.get_rng_state(d) for d in ctx.cuda_devices]
         with torch.no_grad():
-            outs = run(inputs)
+            outs = run(inputs, info.get("discard", False))
         ids = {id(t): k for k, t in enumerate(inputs)}
         passthrough = [ids.get(id(o), -1) for o in outs]
         info["passthrough"] = passthrough
@@ -185,7 +211,7 @@ class _CheckpointFn(torch.autograd.Function):
                 for d, s in zip(ctx.cuda_devices, ctx.cuda_rng):
                     torch.cuda.set_rng_state(s, d)
             with torch.enable_grad():
-                outs = ctx.run(detached)
+                outs = ctx.run(detached, True)  # the outputs only seed the backward: values not needed
         new = [o for o, p in zip(outs, info["passthrough"]) if p < 0]
         pairs = [(o, g) for o, g in zip(new, grads) if g is not None and o.requires_grad]
         if pairs:
@@ -195,7 +221,14 @@ class _CheckpointFn(torch.autograd.Function):
 
 
 def checkpoint(
-    fn: Callable, state: Any, *, modules: Sequence = (), preserve_rng: bool = True, impl: str = "function"
+    fn: Callable,
+    state: Any,
+    *,
+    modules: Sequence = (),
+    preserve_rng: bool = True,
+    impl: str = "function",
+    fn_discard: Callable | None = None,
+    discard: bool = False,
 ) -> Any:
     """Run ``fn(state)`` keeping only ``state`` for backward; re-run ``fn`` during backward.
 
@@ -214,6 +247,12 @@ def checkpoint(
         ``"function"``: this module's autograd function (re-entrant style, visible to ``saved_tensors_hooks``
         during recomputation; ``backward()`` only). ``"torch"``: ``torch.utils.checkpoint.checkpoint`` with
         ``use_reentrant=False``.
+    fn_discard : callable, optional
+        ``fn`` for when its output values are not needed, only its autograd graph (:func:`discarding`); used for
+        the recomputation (``impl="function"``). Default ``fn``.
+    discard : bool
+        The caller does not need this call's output values either (it is itself the last step of a
+        recomputation): the first run uses ``fn_discard`` too.
 
     Returns
     -------
@@ -229,10 +268,11 @@ def checkpoint(
     if impl != "function":
         raise ConfigError(f"checkpoint impl must be 'function' or 'torch', got {impl!r}")
     ins, _ = _as_tuple(state)
-    info: dict = {"preserve_rng": preserve_rng, "modules": list(modules)}
+    info: dict = {"preserve_rng": preserve_rng, "modules": list(modules), "discard": discard}
 
-    def run(args: tuple) -> tuple:
-        out = fn(args[0] if isinstance(state, torch.Tensor) else tuple(args))
+    def run(args: tuple, discard_out: bool = False) -> tuple:
+        f = fn_discard if (discard_out and fn_discard is not None) else fn
+        out = f(args[0] if isinstance(state, torch.Tensor) else tuple(args))
         outs, is_tensor = _as_tuple(out)
         info["out_is_tensor"] = is_tensor
         return outs
@@ -247,7 +287,12 @@ def checkpoint(
 
 
 def run_chain(
-    stages: Sequence, state: Any, items: Sequence | Schedule | None = None, *, impl: str = "function"
+    stages: Sequence,
+    state: Any,
+    items: Sequence | Schedule | None = None,
+    *,
+    impl: str = "function",
+    discard: bool = False,
 ) -> Any:
     """Run a chain of stages following a schedule.
 
@@ -262,6 +307,9 @@ def run_chain(
         stages simply run in order.
     impl : {"function", "torch"}
         Checkpoint implementation, see :func:`checkpoint`.
+    discard : bool
+        The last state's values are not needed, only its autograd graph (a recomputed segment): the last stage
+        runs under :func:`discarding`.
 
     Returns
     -------
@@ -271,25 +319,37 @@ def run_chain(
     if isinstance(items, Schedule):
         items = items.items
     if items is None:
-        for s in stages:
-            state = s(state)
-        return state
-    if not torch.is_grad_enabled():
-        for it in items:
-            lo, hi = (it.stage, it.stage + 1) if isinstance(it, Store) else (it.start, it.stop)
-            for s in stages[lo:hi]:
+        for k, s in enumerate(stages):
+            with discarding(discard and k == len(stages) - 1):
                 state = s(state)
         return state
-    for it in items:
+    if not torch.is_grad_enabled():
+        last = (
+            len(stages) - 1
+            if not items
+            else (items[-1].stage if isinstance(items[-1], Store) else items[-1].stop - 1)
+        )
+        for it in items:
+            lo, hi = (it.stage, it.stage + 1) if isinstance(it, Store) else (it.start, it.stop)
+            for k in range(lo, hi):
+                with discarding(discard and k == last):
+                    state = stages[k](state)
+        return state
+    for n, it in enumerate(items):
+        tail = discard and n == len(items) - 1
         if isinstance(it, Store):
-            state = stages[it.stage](state)
+            with discarding(tail):
+                state = stages[it.stage](state)
         elif isinstance(it, Segment):
             inner = it.inner
 
-            def seg(s, inner=inner):
-                return run_chain(stages, s, inner, impl=impl)
+            def seg(s, inner=inner, d=False):
+                return run_chain(stages, s, inner, impl=impl, discard=d)
 
-            state = checkpoint(seg, state, modules=stages[it.start : it.stop], impl=impl)
+            state = checkpoint(
+                seg, state, modules=stages[it.start : it.stop], impl=impl,
+                fn_discard=lambda s, seg=seg: seg(s, d=True), discard=tail,
+            )  # fmt: skip
         else:
             raise ConfigError(f"schedule items are Store or Segment, got {type(it).__name__}")
     return state

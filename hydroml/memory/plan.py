@@ -5,7 +5,11 @@ an LSTM). For each stage :func:`hydroml.memory.profile` measures
 
 - ``saved_bytes`` :math:`a_i`: what the stage keeps for backward when it runs normally (its "store" cost);
 - ``input_bytes`` :math:`x_i`: the size of its input state (what a checkpoint at its start keeps);
-- ``forward_s`` :math:`f_i`: its forward time (what recomputing it costs).
+- ``forward_s`` :math:`f_i`: its forward time (what recomputing it costs);
+- ``discard_forward_s`` :math:`d_i` (default :math:`f_i`): its forward time when only its autograd graph is
+  needed, not its output's values. The last stage of a recomputed segment is in that case (the segment's
+  outputs only seed the backward); a fused stage that keeps just its input (``hydroml.memory.lean``) then skips
+  its convolution, so a segment costs :math:`F(i, k) = \\sum_{i \\le l < k-1} f_l + d_{k-1}`.
 
 A :class:`Schedule` is a sequence of items, each either :class:`Store` (run stage ``i`` normally and keep its
 saved tensors) or :class:`Segment` (run stages ``[start, stop)`` without keeping anything but their input;
@@ -192,7 +196,11 @@ class StageCost:
         activation's output).
     backward_extra_bytes : int
         Transient bytes above ``saved_bytes`` during the stage's backward (a stage that is itself a
-        checkpointed sub-network peaks above what it holds between its forward and its backward).
+        checkpointed sub-network peaks above what it holds between its forward and its backward; a lean
+        stage's recomputed norm + ReLU).
+    discard_forward_s : float, optional
+        Forward time when the output's values are not needed, only its autograd graph (the last stage of a
+        recomputed segment); ``None``: ``forward_s``.
     """
 
     name: str
@@ -206,6 +214,12 @@ class StageCost:
     through_bytes: int = 0
     through_saved_prev_bytes: int = 0
     backward_extra_bytes: int = 0
+    discard_forward_s: float | None = None
+
+    @property
+    def tail_s(self) -> float:
+        """Recomputation time as the last stage of a segment (``discard_forward_s``, else ``forward_s``)."""
+        return self.forward_s if self.discard_forward_s is None else self.discard_forward_s
 
     def to_dict(self) -> dict:
         return {
@@ -220,6 +234,7 @@ class StageCost:
             "through_bytes": int(self.through_bytes),
             "through_saved_prev_bytes": int(self.through_saved_prev_bytes),
             "backward_extra_bytes": int(self.backward_extra_bytes),
+            "discard_forward_s": None if self.discard_forward_s is None else float(self.discard_forward_s),
         }
 
 
@@ -325,6 +340,11 @@ def evaluate(items: Sequence, costs: Sequence[StageCost], _p: int = _NONE) -> tu
     return peak, rec
 
 
+def _segment_s(costs: Sequence[StageCost], start: int, stop: int) -> float:
+    """Recomputation time of the segment ``[start, stop)``: its last stage's output values are not needed."""
+    return float(sum(costs[i].forward_s for i in range(start, stop - 1)) + costs[stop - 1].tail_s)
+
+
 def _evaluate(items: Sequence, costs: Sequence[StageCost], p: int = _NONE) -> tuple[int, float, int]:
     """``evaluate`` plus the bytes held after the forward pass (what the items keep until their backward)."""
     held = 0
@@ -341,7 +361,7 @@ def _evaluate(items: Sequence, costs: Sequence[StageCost], p: int = _NONE) -> tu
             ipeak, irec = evaluate(it.inner, costs, _CKPT)
             peak = max(peak, held + x + ipeak)
             held += x
-            rec += sum(costs[i].forward_s for i in range(it.start, it.stop)) + irec
+            rec += _segment_s(costs, it.start, it.stop) + irec
             p = _NONE
     return peak, rec, held
 
@@ -549,6 +569,7 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
     e = [q(c.backward_extra_bytes) for c in costs]
     x = [[q(_ckpt_cost(c, p)) for p in range(3)] for c in costs]
     f = np.array([c.forward_s for c in costs], dtype=float)
+    tail = np.array([c.tail_s for c in costs], dtype=float)
     fcum = np.concatenate([[0.0], np.cumsum(f)])
     inf = np.inf
     ms = np.arange(S + 1)
@@ -575,7 +596,9 @@ def _dp(costs: list, budget: float, slots: int, no_cut: int | None = None):
             ks = np.arange(i + 1, j)
             if no_cut is not None and i < no_cut - 1 and i + 1 <= no_cut < j:
                 ks = ks[ks != no_cut]
-            tot = np.stack([(fcum[k] - fcum[i]) + C[i, k, _CKPT] + C[k, j, _NONE] for k in ks])
+            tot = np.stack(
+                [(fcum[k - 1] - fcum[i] + tail[k - 1]) + C[i, k, _CKPT] + C[k, j, _NONE] for k in ks]
+            )
             arg = np.argmin(tot, axis=0)
             seg_best = tot[arg, ms]
             seg_k = ks[arg].astype(np.int32)
@@ -672,6 +695,8 @@ def _group(costs: list[StageCost], size: int) -> tuple[list[StageCost], list[int
                 part[0].shared_prev_bytes,
                 part[0].shared_input_bytes,
                 part[0].input_saved_prev_bytes,
+                backward_extra_bytes=max(c.backward_extra_bytes for c in part),
+                discard_forward_s=sum(c.forward_s for c in part[:-1]) + part[-1].tail_s,
             )
         )
         starts.append(g0)
@@ -842,6 +867,7 @@ class _NestedPlanner:
         skip = max(0, c[p].through_bytes - c[p - 1].through_bytes)
         tsp = min(skip, c[p].through_saved_prev_bytes)
         fwd = float(sum(s.forward_s for s in c[p:q]))
+        fwd_tail = fwd - c[q - 1].forward_s + c[q - 1].tail_s  # the level as a segment's last stage
         up = c[q]
         best: _Option | None = None
         for opt in self.menu(p, q):
@@ -851,12 +877,13 @@ class _NestedPlanner:
             sub = StageCost(
                 f"{c[p].name}..{c[q - 1].name}", skip + opt.held, skip, fwd,
                 shared_prev_bytes=tsp, shared_input_bytes=skip, input_saved_prev_bytes=tsp,
-                backward_extra_bytes=max(0, opt.peak - opt.held),
+                backward_extra_bytes=max(0, opt.peak - opt.held), discard_forward_s=fwd_tail,
             )  # fmt: skip
             up2 = StageCost(
                 up.name, max(0, up.saved_bytes - skip), max(0, up.input_bytes - skip), up.forward_s, up.steps,
                 up.shared_prev_bytes if ends_stored else 0, max(0, up.shared_input_bytes - skip),
                 up.input_saved_prev_bytes if ends_stored else 0,
+                backward_extra_bytes=up.backward_extra_bytes, discard_forward_s=up.discard_forward_s,
             )  # fmt: skip
             level = [*c[lo:p], sub, up2, *c[q + 1 : hi]]
             k = p - lo

@@ -37,10 +37,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from hydroml.memory.checkpoint import Chain, as_chain
+from hydroml.memory.checkpoint import Chain, as_chain, discarding
 from hydroml.memory.plan import StageCost, format_bytes
 
-__all__ = ["SavedTensorCounter", "Profile", "profile", "storage_key", "state_bytes"]
+__all__ = ["SavedTensorCounter", "Profile", "profile", "storage_key", "state_bytes", "hold"]
+
+_ACTIVE: list = []  # the SavedTensorCounters entered and not yet exited (innermost last)
 
 
 def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
@@ -184,11 +186,34 @@ class SavedTensorCounter:
     def __enter__(self) -> SavedTensorCounter:
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._hooks.__exit__(*exc)
         self._hooks = None
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+
+def hold(*tensors: torch.Tensor | None) -> list:
+    """Count tensors that a custom backward recomputes (not saved through autograd) as kept activations.
+
+    Every active :class:`SavedTensorCounter` counts them (deduplicated by storage, as saved tensors) until the
+    returned handles are dropped, so measured peaks include what a backward rematerialises (e.g.
+    :mod:`hydroml.memory.lean`). Without an active counter this costs nothing.
+
+    Parameters
+    ----------
+    *tensors : Tensor or None
+        The recomputed tensors (``None`` entries are ignored).
+
+    Returns
+    -------
+    list
+        Handles; drop them (``del``) when the tensors are freed.
+    """
+    return [c._pack(t) for c in _ACTIVE for t in tensors if t is not None]
 
 
 @dataclass
@@ -216,6 +241,9 @@ class Profile:
     output_bytes : int
         Bytes of the chain's last state (the model output, which a loss usually keeps for its backward; the
         nested planner reserves them).
+    description : str
+        The chain's own description (``Chain.description``, e.g. the unet's lean stages), shown by
+        :meth:`table`.
     """
 
     stages: list = field(default_factory=list)
@@ -226,18 +254,20 @@ class Profile:
     persistent_bytes: int = 0
     nests: list = field(default_factory=list)
     output_bytes: int = 0
+    description: str = ""
 
     def table(self) -> str:
-        """The per-stage table as text."""
+        """The per-stage table as text (``backward+``: bytes a stage's backward recomputes and holds)."""
         w = max([len(s.name) for s in self.stages] + [5])
-        lines = [f"{'stage':<{w}}  {'saved':>12}  {'input':>12}  {'forward ms':>10}"]
+        lines = [self.description] if self.description else []
+        lines.append(f"{'stage':<{w}}  {'saved':>12}  {'input':>12}  {'backward+':>12}  {'forward ms':>10}")
         for s in self.stages:
             lines.append(
                 f"{s.name:<{w}}  {format_bytes(s.saved_bytes):>12}  {format_bytes(s.input_bytes):>12}  "
-                f"{s.forward_s * 1e3:>10.2f}"
+                f"{format_bytes(s.backward_extra_bytes):>12}  {s.forward_s * 1e3:>10.2f}"
             )
         lines.append(
-            f"{'total':<{w}}  {format_bytes(sum(s.saved_bytes for s in self.stages)):>12}  {'':>12}  "
+            f"{'total':<{w}}  {format_bytes(sum(s.saved_bytes for s in self.stages)):>12}  {'':>12}  {'':>12}  "
             f"{sum(s.forward_s for s in self.stages) * 1e3:>10.2f}"
         )
         lines.append(
@@ -258,6 +288,7 @@ class Profile:
             "persistent_bytes": self.persistent_bytes,
             "nests": [list(n) for n in self.nests],
             "output_bytes": self.output_bytes,
+            "description": self.description,
         }
 
 
@@ -340,6 +371,7 @@ def profile(
                 out = s(state)
                 _sync(device)
                 dt = min(dt, time.perf_counter() - t0)
+            extra = int(getattr(s, "backward_extra_bytes", 0) or 0)  # declared by lean stages
             out_ids = {id(t) for t in _tensors(out)}
             through = [t for t in ins if id(t) in out_ids]
             through_keys = {k[0] for k in map(storage_key, through) if k is not None}
@@ -349,6 +381,14 @@ def profile(
             in_keys = {k[0]: k[1] for k in map(storage_key, kept) if k is not None and k[0] not in excl}
             through_b = state_bytes(through, excl)
             persistent = max(persistent, through_b)
+            discard_s = None
+            if getattr(s, "discardable", False):  # its time as the last stage of a recomputed segment
+                with torch.no_grad(), discarding():
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    s(state)
+                    _sync(device)
+                    discard_s = time.perf_counter() - t0
             costs.append(
                 StageCost(
                     name,
@@ -364,6 +404,8 @@ def profile(
                         [t for t in through if (k := storage_key(t)) is not None and k[0] in prev_window],
                         excl,
                     ),
+                    backward_extra_bytes=extra,
+                    discard_forward_s=discard_s,
                 )
             )
             prev_window = window
@@ -377,6 +419,7 @@ def profile(
         persistent_bytes=int(persistent),
         nests=[tuple(n) for n in getattr(chain, "nests", [])],
         output_bytes=int(out_bytes),
+        description=str(getattr(chain, "description", "") or ""),
     )
     if step:
         cuda = device.type == "cuda"

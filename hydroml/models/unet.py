@@ -54,7 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hydroml.exceptions import ConfigError
-from hydroml.memory.checkpoint import Chain, run_chain
+from hydroml.memory.checkpoint import Chain, output_discarded, run_chain
+from hydroml.memory.lean import act_conv, backward_extra_bytes, placeholder_sum
 from hydroml.memory.plan import Schedule, Segment, Store
 from hydroml.memory.reversible import AdditiveCoupling, ReversibleSequence
 from hydroml.memory.tiling import ReceptiveField
@@ -106,6 +107,50 @@ class _Stage(nn.Module):
         return (self.op(h), *skips)
 
 
+class _LeanStage(nn.Module):
+    """A lean stage (``lean=True``): the previous convolution's norm + ReLU fused into this stage's operation
+    (:func:`hydroml.memory.lean.act_conv`), so only pre-norm tensors are kept. State: ``(c, skip_0, ...)`` with
+    ``c`` and the skips pre-norm. Kinds: ``"conv"`` (``conv(act(c))``), ``"down"`` (push ``c`` as the skip,
+    ``conv(pool(act(c)))``), ``"up"`` (pop the skip ``s``, ``conv_a(up(act(c))) + conv_b(act_s(s))``; ``act_s``
+    re-normalises the skip with the batch statistics without updating the running ones, the pooling stage did).
+
+    Not registered in the unet (it holds the unet's own modules, so parameters and ``state_dict`` are those of
+    the plain stages). ``backward_extra_bytes`` (set by each forward) is what its backward recomputes and holds.
+    ``discardable``: as the last stage of a recomputed segment (``output_discarded()``) it skips its
+    convolutions and returns a placeholder (the profile measures that time as ``discard_forward_s``).
+    """
+
+    discardable = True
+
+    def __init__(self, kind: str, name: str, norm: nn.Module, **mods: nn.Module) -> None:
+        super().__init__()
+        self.kind, self.name, self.norm = kind, name, norm
+        for k, m in mods.items():
+            setattr(self, k, m)
+        self.backward_extra_bytes = 0
+
+    def forward(self, state: tuple) -> tuple:
+        c, *skips = state
+        discard = output_discarded()  # the last stage of a recomputed segment: only the graph is needed
+        if self.kind == "up":
+            s = skips.pop()
+            u = act_conv(c, self.norm, self.conv_a, mid="up", up=self.up, discard=discard)
+            v = act_conv(s, self.skip_norm, self.conv_b, update=False, discard=discard)
+            out = placeholder_sum(u, v) if discard else u + v
+            extra = max(
+                backward_extra_bytes(c, "up", self.up, self.conv_a.padding_mode, self.conv_a.padding[0]),
+                backward_extra_bytes(s, "none", None, self.conv_b.padding_mode, self.conv_b.padding[0]),
+            )
+            self.backward_extra_bytes = extra
+            return (out, *skips)
+        mid = "pool" if self.kind == "down" else "none"
+        out = act_conv(c, self.norm, self.conv, mid=mid, discard=discard)
+        self.backward_extra_bytes = backward_extra_bytes(
+            c, mid, None, self.conv.padding_mode, self.conv.padding[0]
+        )
+        return (out, *skips, c) if self.kind == "down" else (out, *skips)
+
+
 def _conv(cin: int, cout: int, k: int, padding_mode: str, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode=padding_mode, bias=bias)
 
@@ -135,6 +180,9 @@ class UNet(nn.Module):
         Coupling blocks per level when ``reversible``.
     checkpointing : bool
         Checkpoint every stage (outputs unchanged).
+    lean : bool
+        Train with lean stages (see the module docstring): about half the activation memory, the norm + ReLU,
+        pooling and up-sampling recomputed in backward. ``norm`` "batch" or "none", not with ``reversible``.
     max_width : int, optional
         Cap on the width of deep levels.
     nan_fill : float
@@ -153,6 +201,7 @@ class UNet(nn.Module):
         reversible: bool = False,
         reversible_blocks: int = 1,
         checkpointing: bool = False,
+        lean: bool = False,
         max_width: int | None = None,
         nan_fill: float = 0.0,
     ) -> None:
@@ -178,6 +227,11 @@ class UNet(nn.Module):
             raise ConfigError(f"unet: reversible blocks need even widths, got {widths}")
         if reversible and reversible_blocks < 1:
             raise ConfigError(f"unet: reversible_blocks must be >= 1, got {reversible_blocks}")
+        if lean and (reversible or norm not in ("batch", "none")):
+            raise ConfigError(
+                f"unet: lean stages need norm 'batch' or 'none' and reversible=False, got norm={norm!r}, "
+                f"reversible={reversible}"
+            )
         self.config = {
             "in_channels": in_channels,
             "out_channels": out_channels,
@@ -189,6 +243,7 @@ class UNet(nn.Module):
             "reversible": reversible,
             "reversible_blocks": reversible_blocks,
             "checkpointing": checkpointing,
+            "lean": lean,
             "max_width": max_width,
             "nan_fill": nan_fill,
         }
@@ -241,8 +296,51 @@ class UNet(nn.Module):
             stages.extend(second_half(w, tag))
         stages.append(_Stage("op", "head", op=nn.Conv2d(widths[0], out_channels, 1)))
         self.chain = nn.ModuleList(stages)
+        self.lean = bool(lean)
+        # a plain list: the lean stages hold the chain's own modules and must not enter the state_dict twice
+        self._lean_stages: list[nn.Module] = self._build_lean() if self.lean else []
         self._schedule: Schedule | list | None = None
         self.set_memory_schedule(checkpointing)
+
+    def _build_lean(self) -> list[nn.Module]:
+        """The lean chain over the plain stages' modules (see :class:`_LeanStage`)."""
+        by = {s.name: s for s in self.chain}
+
+        def norm(name: str) -> nn.Module:
+            return by[name].op.norm
+
+        d = self.depth
+        lean: list[nn.Module] = [by["enc0.conv1"]]
+        for lvl in range(d + 1):
+            if lvl > 0:
+                conv = by[f"enc{lvl}.pool_conv1"].conv
+                lean.append(_LeanStage("down", f"enc{lvl}.pool_conv1", norm(f"enc{lvl - 1}.act2"), conv=conv))
+            lean.append(
+                _LeanStage("conv", f"enc{lvl}.conv2", norm(f"enc{lvl}.act1"), conv=by[f"enc{lvl}.conv2"].op)
+            )
+        for lvl in range(d - 1, -1, -1):
+            up = by[f"dec{lvl}.up_conv1"]
+            below = f"enc{d}.act2" if lvl == d - 1 else f"dec{lvl + 1}.act2"
+            lean.append(
+                _LeanStage(
+                    "up",
+                    f"dec{lvl}.up_conv1",
+                    norm(below),
+                    skip_norm=norm(f"enc{lvl}.act2"),
+                    up=up.up,
+                    conv_a=up.conv_a,
+                    conv_b=up.conv_b,
+                )  # fmt: skip
+            )
+            lean.append(
+                _LeanStage("conv", f"dec{lvl}.conv2", norm(f"dec{lvl}.act1"), conv=by[f"dec{lvl}.conv2"].op)
+            )
+        lean.append(_LeanStage("conv", "head", norm("dec0.act2"), conv=by["head"].op))
+        return lean
+
+    def _lean_active(self) -> bool:
+        """Lean stages run when training with gradients; eval and no-grad runs use the plain stages."""
+        return self.lean and self.training and torch.is_grad_enabled()
 
     # ------------------------------------------------------------------------------------------------------
     @property
@@ -251,8 +349,9 @@ class UNet(nn.Module):
         return 2**self.depth
 
     def stages(self) -> list[nn.Module]:
-        """The chain of stages (``state -> state`` modules; state = ``(h, skip_0, ...)``) for the planner."""
-        return list(self.chain)
+        """The training chain of stages (``state -> state`` modules; state = ``(h, skip_0, ...)``) for the
+        planner: the lean stages with ``lean=True``, else the plain ones."""
+        return list(self._lean_stages) if self.lean else list(self.chain)
 
     def set_memory_schedule(self, schedule: Schedule | bool | None) -> None:
         """Run the stages under a checkpointing schedule.
@@ -263,7 +362,7 @@ class UNet(nn.Module):
             A plan from ``hydroml.memory.plan`` over :meth:`stages`; ``True`` checkpoints every stage;
             ``False``/``None`` stores every activation.
         """
-        n = len(self.chain)
+        n = len(self.stages())
         if schedule is None or schedule is False:
             self._schedule = None
         elif schedule is True:
@@ -305,12 +404,25 @@ class UNet(nn.Module):
         def finish(state: tuple) -> dict:
             return {"y_hat": state[0][..., :H, :W]}
 
-        names = [s.name for s in self.chain]
+        stages = self.stages() if self._lean_active() else list(self.chain)
+        names = [s.name for s in stages]
         nests = [
             (names.index(f"enc{lvl + 1}.pool_conv1"), names.index(f"dec{lvl}.up_conv1"))
             for lvl in range(self.depth)
         ]
-        return Chain(list(self.chain), (xp,), finish, names, nests=nests)
+        if self._lean_active():
+            desc = (
+                "unet lean stages (lean=True): each stage applies the previous convolution's norm + ReLU itself and "
+                "keeps only pre-norm tensors; its backward recomputes norm + ReLU, pooling and the 2x2 "
+                "up-convolution (column backward+), never a 3x3 convolution"
+            )
+        else:
+            desc = "unet plain stages" + (
+                " (lean=True would keep about half: norm + ReLU, pooling and up-sampling recomputed in backward)"
+                if not self.lean and not self.reversible and self.config["norm"] in ("batch", "none")
+                else ""
+            )
+        return Chain(stages, (xp,), finish, names, nests=nests, description=desc)
 
     def forward(self, batch: dict) -> dict:
         """Predict every cell.
@@ -326,7 +438,9 @@ class UNet(nn.Module):
             ``"y_hat"``: ``[B, out_channels, H, W]``.
         """
         chain = self.memory_chain(batch)
-        return chain.output(run_chain(chain.stages, chain.input, self._schedule))
+        # a lean model's schedule is over its lean stages: eval and no-grad runs (plain stages) ignore it
+        schedule = self._schedule if (self._lean_active() or not self.lean) else None
+        return chain.output(run_chain(chain.stages, chain.input, schedule))
 
     # ------------------------------------------------------------------------------------------------------
     def _block_radius(self) -> int:
