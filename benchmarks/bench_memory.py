@@ -18,7 +18,10 @@ Every worker flushes denormal floats to zero (``torch.set_flush_denormal(True)``
 ``train.flush_denormal``), checkpointed or not, so step-time ratios compare like with like.
 
 Cases (issue 5): ``lstm`` (seq 365, hidden 256, batch 256: none / sqrt / plan at several budgets), ``unet``
-(depth 4, 512 x 512, batch 8: none / sqrt / plan / reversible), ``tiled`` (unet inference on 8192 x 8192 x 12
+(depth 4, 512 x 512, batch 8: ``none`` = the plain model with PyTorch's ordinary stored activations; ``sqrt`` =
+plain stages under sqrt(n) segments; ``lean`` = the unet's lean stages (``lean=True``: norm + ReLU, pooling and
+up-sampling recomputed in backward) without a schedule; ``plan`` = lean stages under hydroml's plan at several
+budgets; ``plan_plain`` = plain stages under the plan (not run by default); reversible), ``tiled`` (unet inference on 8192 x 8192 x 12
 read lazily from a NetCDF file, against untiled inference on grids that fit), ``catchment`` (catchment-sum
 training on 1440 x 720: whole grid against two-pass tiled, gradients compared).
 
@@ -288,7 +291,8 @@ def _unet_worker(method: str, budget: int | None, sz: dict, arm: str = "plan") -
     extra: dict = {"lean": bool(getattr(model, "lean", False))}
     if method in ("profile", "profile_lean"):
         name = "unet_lean" if method == "profile_lean" else "unet"
-        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=1), name)
+        # two timed runs per stage, the faster kept (a shared machine's load spikes mislead the planner)
+        return _write_costs(memory.profile(model, {"x": x}, step=False, warmup=True, repeat=2), name)
     if method == "alternate":  # step times of none and an arm alternated in one process (load drifts cancel)
         return _alternate_unet(model, x, y, budget, sz, arm)
     if method in _UNET_SCHEDULE:

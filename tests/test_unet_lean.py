@@ -137,7 +137,9 @@ def test_recomputed_segment_skips_its_last_convolution():
     calls: dict = {}
     for name, mod in lean.named_modules():
         if isinstance(mod, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
-            mod.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+            mod.register_forward_hook(
+                lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)
+            )
     x = torch.randn(2, 3, 20, 24)
     _assert_same(_step(plain, x), _step(lean, x))
     assert calls.pop("chain.0.op") == 2  # enc0.conv1 is a plain stage: run again in backward

@@ -153,6 +153,13 @@ def _out_shape(x: torch.Tensor, mid: str, conv: nn.Conv2d, up: nn.ConvTranspose2
     return (B, conv.out_channels, *out)
 
 
+def _batch_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch mean and inverse standard deviation, bitwise those of ``native_batch_norm`` in training mode,
+    without computing the normalised tensor."""
+    mean, var = torch.ops.aten.batch_norm_update_stats(x, None, None, 0.0)
+    return mean, (var.double() + eps).rsqrt().to(var.dtype)
+
+
 def _placeholder(x: torch.Tensor, shape: tuple) -> torch.Tensor:
     """A zero-stride stand-in (no memory) for an output whose values are not needed."""
     return x.new_zeros(()).expand(shape)
@@ -161,17 +168,20 @@ def _placeholder(x: torch.Tensor, shape: tuple) -> torch.Tensor:
 class _ActConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, x, gamma, beta, mid_w, mid_b, w, b):  # noqa: D401
-        bn, update, mid, conv, up, discard = spec
-        ctx.spec = spec
+        bn, update, mid, conv, up, discard, stats, stats_out = spec
+        ctx.spec = (bn, mid, conv, up)
         if discard:  # only the graph is needed (the last stage of a recomputation): no convolution
             mean = invstd = None
             if bn is not None:  # the batch statistics, bitwise as in the forward (running ones untouched)
-                _, mean, invstd = torch.ops.aten.native_batch_norm(
-                    x, gamma, beta, None, None, True, 0.0, bn.eps
-                )
+                mean, invstd = stats if stats is not None else _batch_stats(x, bn.eps)
             ctx.save_for_backward(x, gamma, beta, mean, invstd, mid_w, mid_b, w, b)
+            if stats_out is not None:
+                stats_out.extend((mean, invstd))
             return _placeholder(x, _out_shape(x, mid, conv, up))
-        if bn is not None:
+        if bn is not None and stats is not None:  # known batch statistics (running ones already updated)
+            mean, invstd = stats
+            a = _act(x, bn, gamma, beta, mean, invstd)
+        elif bn is not None:
             rm, rv, factor = _bn_factor(bn, update)
             y, mean, invstd = torch.ops.aten.native_batch_norm(x, gamma, beta, rm, rv, True, factor, bn.eps)
             a = y.relu_()
@@ -187,12 +197,14 @@ class _ActConv(torch.autograd.Function):
         del a
         out = conv(m)
         ctx.save_for_backward(x, gamma, beta, mean, invstd, mid_w, mid_b, w, b)
+        if stats_out is not None:
+            stats_out.extend((mean, invstd))
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        bn, _, mid, conv, up, _ = ctx.spec
+        bn, mid, conv, up = ctx.spec
         x, gamma, beta, mean, invstd, mid_w, mid_b, w, b = ctx.saved_tensors
         needs = ctx.needs_input_grad
         gy = torch.empty_like(x)
@@ -224,6 +236,8 @@ def act_conv(
     up: nn.ConvTranspose2d | None = None,
     update: bool = True,
     discard: bool = False,
+    stats: tuple | None = None,
+    stats_out: list | None = None,
 ) -> torch.Tensor:
     """``conv(mid(relu(norm(x))))`` keeping only ``x`` for backward (see the module docstring).
 
@@ -245,6 +259,12 @@ def act_conv(
         Only the autograd graph is needed, not the output's values (the last stage of a recomputed segment,
         ``hydroml.memory.checkpoint.output_discarded``): the convolution is skipped and a zero-stride placeholder
         returned; the backward is the same.
+    stats : (Tensor, Tensor), optional
+        The batch norm's batch mean and inverse standard deviation of ``x`` when already known (a second
+        consumer of the same normalised tensor, ``update=False``): the normalisation reuses them, bitwise the
+        same result without a second pass over ``x`` for the statistics.
+    stats_out : list, optional
+        Receives ``[mean, invstd]`` of this call (``None`` entries without batch norm).
 
     Returns
     -------
@@ -261,7 +281,7 @@ def act_conv(
         gamma, beta = bn.weight, bn.bias
     mid_w = up.weight if mid == "up" else None
     mid_b = up.bias if mid == "up" else None
-    spec = (bn, update, mid, conv, up, bool(discard))
+    spec = (bn, update, mid, conv, up, bool(discard), stats, stats_out)
     return _ActConv.apply(spec, x, gamma, beta, mid_w, mid_b, conv.weight, conv.bias)
 
 
