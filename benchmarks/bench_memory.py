@@ -577,6 +577,7 @@ def _run(
     budget: int | None = None,
     size: int | None = None,
     arm: str | None = None,
+    rounds: int | None = None,
 ):
     cmd = [
         sys.executable,
@@ -593,6 +594,8 @@ def _run(
         cmd.append("--quick")
     if arm is not None:
         cmd += ["--arm", arm]
+    if rounds is not None:
+        cmd += ["--rounds", str(rounds)]
     if budget is not None:
         cmd += ["--budget", str(int(budget))]
     if size is not None:
@@ -678,8 +681,8 @@ def main(argv=None) -> int:
             add(_run("unet", "plan", args.quick, workdir, budget=base // frac))
         add(_run("unet", "plan", args.quick, workdir, budget=-1))  # -1: the smallest budget that fits
         # step-time ratios, none and the arm alternated in one process: lean alone, the plan at 1/4
-        add(_run("unet", "alternate", args.quick, workdir, arm="lean"))
-        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4, arm="plan"))
+        add(_run("unet", "alternate", args.quick, workdir, arm="lean", rounds=5))
+        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4, arm="plan", rounds=5))
         if not args.no_reversible:
             add(_run("unet", "reversible_stored", args.quick, workdir))
             add(_run("unet", "reversible", args.quick, workdir))

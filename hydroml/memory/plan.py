@@ -830,7 +830,7 @@ class _NestedPlanner:
     is recomputed in backward instead of kept. Levels are planned bottom-up: the dynamic programme of this
     module over each level's chain, given a menu of (peak, held, recomputation) options of the level below."""
 
-    def __init__(self, costs: list[StageCost], nests: Sequence, slots: int, grid: int = 14) -> None:
+    def __init__(self, costs: list[StageCost], nests: Sequence, slots: int, grid: int = 40) -> None:
         self.costs, self.nests, self.slots, self.grid = costs, [tuple(n) for n in nests], slots, grid
         self._menus: dict[tuple[int, int], list[_Option]] = {}
 
