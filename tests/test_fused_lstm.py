@@ -145,3 +145,23 @@ def test_unavailable_kernel(monkeypatch):
         forced(batch)
     with pytest.raises(ConfigError, match="kernel must be one of"):
         _model(kernel="cuda")
+
+
+def test_batch_split_between_threads_gives_the_same_gradients():
+    """With 2 threads and >= 64 sequences the kernel splits the batch between threads (dW summed after)."""
+    before = torch.get_num_threads()
+    m = _model(hidden=16)
+    batch = _batch(b=70, t=21)
+    try:
+        torch.set_num_threads(1)
+        one, g_one = _step(m, batch, "fused")
+        torch.set_num_threads(2)
+        two, g_two = _step(m, batch, "fused")
+        ref, g_ref = _step(m, batch, "native")
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(two["y_hat"], one["y_hat"], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(two["y_hat"], ref["y_hat"], rtol=1e-5, atol=1e-6)
+    for name in g_ref:
+        _close(g_two[name], g_one[name], name)
+        _close(g_two[name], g_ref[name], name)

@@ -22,7 +22,13 @@ next step's GEMM operand). Backward, per step from ``T - 1`` down, one fused pas
     dg = [dc u i(1-i), dc c_{t-1} f(1-f), dc i (1-u^2), dh tanh(c_t) o(1-o)]    (db += dg in the same pass)
     dW += dg^T @ [x_t | h_{t-1}];   dh_next = dg @ W_hh;   dc_next = dc * f
 
-so the gate gradients never leave the cache and no pass over all steps follows the loop. The large buffers
+so the gate gradients never leave the cache and no pass over all steps follows the loop.
+
+Threads split the batch, not the step: with ``n`` intra-op threads each runs the whole time loop on ``B / n``
+sequences (at least 32) with single-threaded GEMMs, and the weight gradients of the parts are summed at the
+end. A step therefore costs no synchronisation between threads (oneDNN's and a per-step parallel GEMM's do, and
+stall whenever another process holds a core). The worker threads take the caller's flush-to-zero setting
+(``torch.set_flush_denormal`` only sets the calling thread's) while they run the kernel. The large buffers
 (activations, cell states, GEMM operands) come from a small pool and are reused by the next step once autograd
 has released them (checked with the storage's reference count), so they are not page-faulted again each step.
 
@@ -47,6 +53,7 @@ import hashlib
 import logging
 import os
 import platform
+import tempfile
 import threading
 from pathlib import Path
 
@@ -88,7 +95,11 @@ def _load():
             from torch.utils.cpp_extension import load
 
             build = _build_dir()
-            build.mkdir(parents=True, exist_ok=True)
+            try:
+                build.mkdir(parents=True, exist_ok=True)
+            except OSError:  # read-only home: build in the temporary folder instead
+                build = Path(tempfile.gettempdir()) / "hydroml-extensions" / build.name
+                build.mkdir(parents=True, exist_ok=True)
             load(
                 name="hydroml_fused_lstm",
                 sources=[str(_SOURCE)],
