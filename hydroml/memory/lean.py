@@ -65,7 +65,14 @@ def _pad_backward(grad: torch.Tensor, inp: torch.Tensor, mode: str, pad: tuple) 
     raise NotImplementedError(f"lean stages: padding_mode {mode!r}")  # pragma: no cover - refused by the unet
 
 
-def _act(x: torch.Tensor, bn: nn.BatchNorm2d | None, gamma, beta, mean, invstd) -> torch.Tensor:
+def _act(
+    x: torch.Tensor,
+    bn: nn.Module | None,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    mean: torch.Tensor | None,
+    invstd: torch.Tensor | None,
+) -> torch.Tensor:
     """``relu(norm(x))`` from saved statistics (bitwise the training-mode batch-norm output)."""
     if bn is None:
         return torch.relu(x)
@@ -89,10 +96,15 @@ def _chunks(x: torch.Tensor) -> list[slice]:
 
 
 def _chunk_backward(
-    grad, x, bn, mid, conv, up, gamma, beta, mean, invstd, mid_w, mid_b, w, b, needs, gy
+    grad: torch.Tensor, x: torch.Tensor, spec: tuple, saved: tuple, needs: tuple, gy: torch.Tensor
 ) -> dict:
     """One chunk of the batch: recompute ``relu(norm(x))`` and ``mid``, back-propagate through the
-    convolution and ``mid`` into ``gy`` (the gradient at the norm's output); weight gradients returned."""
+    convolution and ``mid`` into ``gy`` (the gradient at the norm's output); weight gradients returned.
+
+    ``spec`` is ``(bn, mid, conv, up)``, ``saved`` ``(gamma, beta, mean, invstd, mid_w, mid_b, w, b)``.
+    """
+    bn, mid, conv, up = spec
+    gamma, beta, mean, invstd, mid_w, mid_b, w, b = saved
     a = _act(x, bn, gamma, beta, mean, invstd)
     held_a = hold(a)  # recomputed tensors count as kept while they live (measured peaks include them)
     idx = None
@@ -205,13 +217,13 @@ class _ActConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         bn, mid, conv, up = ctx.spec
-        x, gamma, beta, mean, invstd, mid_w, mid_b, w, b = ctx.saved_tensors
+        x, *saved = ctx.saved_tensors
+        gamma, beta, mean, invstd, mid_w, mid_b, w, b = saved
         needs = ctx.needs_input_grad
         gy = torch.empty_like(x)
         sums: dict = {}
         for sl in _chunks(x):
-            parts = _chunk_backward(grad[sl], x[sl], bn, mid, conv, up, gamma, beta, mean, invstd, mid_w, mid_b,
-                                    w, b, needs, gy[sl])  # fmt: skip
+            parts = _chunk_backward(grad[sl], x[sl], ctx.spec, saved, needs, gy[sl])
             for k, g in parts.items():
                 if g is not None:
                     sums[k] = g if k not in sums else sums[k].add_(g)
@@ -302,12 +314,16 @@ def placeholder_sum(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return _PlaceholderSum.apply(u, v)
 
 
-def backward_extra_bytes(x: torch.Tensor, mid: str = "none", up: nn.ConvTranspose2d | None = None,
-                         padding_mode: str = "zeros", pad: int = 0) -> int:  # fmt: skip
-    """Bytes :func:`act_conv`'s backward recomputes and holds at once (one chunk, :data:`CHUNK_BYTES`):
-    ``relu(norm(x))``, plus the pooled
-    tensor and its int64 indices, or the transposed convolution's output, plus a padded copy for non-zero
-    padding modes.
+def backward_extra_bytes(
+    x: torch.Tensor,
+    mid: str = "none",
+    up: nn.ConvTranspose2d | None = None,
+    padding_mode: str = "zeros",
+    pad: int = 0,
+) -> int:
+    """Bytes :func:`act_conv`'s backward recomputes and holds at once (one chunk of the batch,
+    :data:`CHUNK_BYTES`): ``relu(norm(x))``, plus the pooled tensor and its int64 indices or the transposed
+    convolution's output, plus a padded copy for non-zero padding modes.
 
     Parameters
     ----------
