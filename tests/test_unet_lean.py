@@ -188,3 +188,17 @@ def test_lean_catchment_training_float64():
     loss_fn(y.flatten(2) @ torch.from_numpy(w.toarray()).T).backward()
     for (n, a), b in zip(plain.named_parameters(), lean.parameters()):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-9, atol=1e-11, msg=n)
+
+
+def test_lean_under_autocast_falls_back_to_plain_ops():
+    plain, lean = _pair(depth=2)
+    x = torch.randn(2, 3, 20, 24)
+    res = []
+    for m in (plain, lean):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m({"x": x})["y_hat"]
+        y.float().square().mean().backward()
+        res.append((y.detach(), [p.grad.clone() for p in m.parameters()]))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in zip(res[0][1], res[1][1]):
+        torch.testing.assert_close(b, a, rtol=1e-2, atol=1e-3)

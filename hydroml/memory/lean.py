@@ -21,7 +21,8 @@ measured peaks include them, and :func:`backward_extra_bytes` gives their size f
 (``StageCost.backward_extra_bytes``).
 
 Training mode only: in ``eval()`` batch norm uses its running statistics and the unfused modules should be used
-(``hydroml.models.unet`` does).
+(``hydroml.models.unet`` does). Under autocast (mixed precision) :func:`act_conv` runs the unfused modules with
+ordinary autograd (same result, no memory saved).
 """
 
 from __future__ import annotations
@@ -291,10 +292,36 @@ def act_conv(
     gamma = beta = None
     if bn is not None:
         gamma, beta = bn.weight, bn.bias
+    if torch.is_autocast_enabled(x.device.type):
+        # mixed precision (e.g. train.bf16): the fused backward would see other dtypes than its forward; run
+        # the unfused modules instead (same result, ordinary stored activations)
+        return _unfused(x, bn, conv, mid, up, update, stats_out)
     mid_w = up.weight if mid == "up" else None
     mid_b = up.bias if mid == "up" else None
     spec = (bn, update, mid, conv, up, bool(discard), stats, stats_out)
     return _ActConv.apply(spec, x, gamma, beta, mid_w, mid_b, conv.weight, conv.bias)
+
+
+def _unfused(
+    x: torch.Tensor,
+    bn: nn.Module | None,
+    conv: nn.Conv2d,
+    mid: str,
+    up: nn.ConvTranspose2d | None,
+    update: bool,
+    stats_out: list | None,
+) -> torch.Tensor:
+    """``conv(mid(relu(norm(x))))`` with the modules and ordinary autograd."""
+    if bn is None:
+        a = torch.relu(x)
+    elif update:
+        a = torch.relu(bn(x))
+    else:  # batch statistics, running ones untouched
+        a = torch.relu(F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps))
+    if stats_out is not None:
+        stats_out.extend((None, None))
+    m = F.max_pool2d(a, 2) if mid == "pool" else up(a) if mid == "up" else a
+    return conv(m)
 
 
 class _PlaceholderSum(torch.autograd.Function):

@@ -153,9 +153,8 @@ class _LeanStage(nn.Module):
             setattr(self, k, m)
         self.backward_extra_bytes = 0
         self._partner: list = []  # "up": the "down" stage that normalised the same skip connection first
-        self._skip_stats: tuple | None = (
-            None  # "down": (weakref to the skip, mean, invstd) of the last forward
-        )
+        # "down": (weak reference to the skip, mean, invstd) of its last forward, for its "up" partner
+        self._skip_stats: tuple | None = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
