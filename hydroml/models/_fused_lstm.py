@@ -64,7 +64,7 @@ logger = logging.getLogger("hydroml")
 __all__ = ["available", "fused_lstm", "unavailable_reason"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
-_lock = threading.Lock()
+_lock = threading.RLock()
 _state: dict = {"ops": None, "error": None, "tried": False}
 
 
@@ -141,6 +141,11 @@ def _buffer(shape: tuple) -> torch.Tensor:
     """A float32 CPU buffer of ``shape``: a pooled one nobody else references, else a new one (pooled)."""
     if _storage_use_count is None:
         return torch.empty(shape)
+    with _lock:
+        return _pooled(shape)
+
+
+def _pooled(shape: tuple) -> torch.Tensor:
     entries = _POOL.get(shape)
     if entries is None:
         if len(_POOL) >= _POOL_SHAPES:  # forget the oldest shape (batch sizes of a new run)
@@ -148,10 +153,12 @@ def _buffer(shape: tuple) -> torch.Tensor:
         entries = _POOL[shape] = []
     for buf, base in entries:
         if _refs(buf) == base:
-            return buf
+            # a view: it holds the storage (visible to _refs) from here on, before autograd saves anything
+            return buf.view(shape)
     buf = torch.empty(shape)
     if len(entries) < 2:
         entries.append((buf, _refs(buf)))
+        return buf.view(shape)
     return buf
 
 

@@ -392,7 +392,11 @@ class LSTMModel(_RecurrentBase):
             return False
         if self.num_layers != 1 or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
-        if torch.is_autocast_enabled("cpu"):
+        try:
+            autocast = torch.is_autocast_enabled("cpu")
+        except TypeError:  # torch < 2.4
+            autocast = torch.is_autocast_cpu_enabled()
+        if autocast:
             return False
         if _fused.available():
             return True
