@@ -103,7 +103,10 @@ def _load():
             load(
                 name="hydroml_fused_lstm",
                 sources=[str(_SOURCE)],
-                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"],
+                # -fopenmp at compile time only: ATen's parallel_for is inlined from its headers and runs serially
+                # without it. Not linked (no -fopenmp at link time): the GOMP symbols resolve to the OpenMP
+                # runtime torch has already loaded, so there is one thread pool, not two.
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
                 build_directory=str(build),
                 is_python_module=False,
                 verbose=False,

@@ -3,6 +3,7 @@
 // hydroml/models/_fused_lstm.py for the maths and the Python side).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 #include <algorithm>
 #include <cmath>
@@ -144,8 +145,10 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
   const float* c0_p = c0.data_ptr<float>();
   const auto bounds = row_bounds(B);
   const unsigned flush = FlushGuard::caller();
+  const at::ThreadLocalState tls;  // the caller's dispatch keys (below autograd) and grad mode, for the workers
   at::parallel_for(0, static_cast<int64_t>(bounds.size()) - 1, 1, [&](int64_t p0, int64_t p1) {
     FlushGuard guard(flush);
+    at::ThreadLocalStateGuard tls_guard(tls);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = bounds[p], nb = bounds[p + 1] - r0;
       auto g = at::empty({nb, 4 * H}, xh.options());
@@ -180,8 +183,10 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
   const float* c0_p = c0.data_ptr<float>();
   const float* go_p = grad_out.data_ptr<float>();
   const unsigned flush = FlushGuard::caller();
+  const at::ThreadLocalState tls;  // the caller's dispatch keys (below autograd) and grad mode, for the workers
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
     FlushGuard guard(flush);
+    at::ThreadLocalStateGuard tls_guard(tls);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = bounds[p], nb = bounds[p + 1] - r0;
       auto dg = at::empty({nb, 4 * H}, xh.options());
