@@ -53,6 +53,7 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -83,6 +84,17 @@ def _build_dir() -> Path:
     return root / "extensions" / f"fused_lstm_{key}"
 
 
+def _ninja_on_path() -> None:
+    """Put the ``ninja`` wheel's binary on PATH when no ``ninja`` is (a fresh venv or pyenv before a rehash)."""
+    if shutil.which("ninja"):
+        return
+    try:
+        import ninja  # the PyPI package, a dependency of hydroml
+    except ImportError:
+        return
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
 def _load():
     with _lock:
         if _state["tried"]:
@@ -93,6 +105,8 @@ def _load():
             return None
         try:
             from torch.utils.cpp_extension import load
+
+            _ninja_on_path()
 
             build = _build_dir()
             try:
