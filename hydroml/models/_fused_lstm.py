@@ -49,6 +49,7 @@ model logs why once and uses ``nn.LSTM``. ``HYDROML_FUSED_LSTM=0`` disables it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -84,15 +85,25 @@ def _build_dir() -> Path:
     return root / "extensions" / f"fused_lstm_{key}"
 
 
-def _ninja_on_path() -> None:
-    """Put the ``ninja`` wheel's binary on PATH when no ``ninja`` is (a fresh venv or pyenv before a rehash)."""
-    if shutil.which("ninja"):
-        return
+@contextlib.contextmanager
+def _ninja_on_path():
+    """While building: the ``ninja`` wheel's binary on PATH when no ``ninja`` is (a fresh venv, or pyenv before a
+    rehash). PATH is restored afterwards: using a model must not change the process's environment."""
+    before = os.environ.get("PATH")
     try:
-        import ninja  # the PyPI package, a dependency of hydroml
-    except ImportError:
-        return
-    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        if not shutil.which("ninja"):
+            try:
+                import ninja  # the PyPI package, a dependency of hydroml
+            except ImportError:
+                pass
+            else:
+                os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + (before or "")
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
 
 
 def _load():
@@ -106,25 +117,24 @@ def _load():
         try:
             from torch.utils.cpp_extension import load
 
-            _ninja_on_path()
-
             build = _build_dir()
             try:
                 build.mkdir(parents=True, exist_ok=True)
             except OSError:  # read-only home: build in the temporary folder instead
                 build = Path(tempfile.gettempdir()) / "hydroml-extensions" / build.name
                 build.mkdir(parents=True, exist_ok=True)
-            load(
-                name="hydroml_fused_lstm",
-                sources=[str(_SOURCE)],
-                # -fopenmp at compile time only: ATen's parallel_for is inlined from its headers and runs serially
-                # without it. Not linked (no -fopenmp at link time): the GOMP symbols resolve to the OpenMP
-                # runtime torch has already loaded, so there is one thread pool, not two.
-                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
-                build_directory=str(build),
-                is_python_module=False,
-                verbose=False,
-            )
+            with _ninja_on_path():
+                load(
+                    name="hydroml_fused_lstm",
+                    sources=[str(_SOURCE)],
+                    # -fopenmp at compile time only: ATen's parallel_for is inlined from its headers and
+                    # runs serially without it. Not linked: the GOMP symbols resolve to the OpenMP runtime
+                    # torch has already loaded, so there is one thread pool, not two.
+                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                    build_directory=str(build),
+                    is_python_module=False,
+                    verbose=False,
+                )
             _state["ops"] = torch.ops.hydroml_lstm
         except Exception as err:  # noqa: BLE001 - any build failure means: use nn.LSTM
             _state["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err) else ''}"
