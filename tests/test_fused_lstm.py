@@ -165,3 +165,63 @@ def test_batch_split_between_threads_gives_the_same_gradients():
     for name in g_ref:
         _close(g_two[name], g_one[name], name)
         _close(g_two[name], g_ref[name], name)
+
+
+@pytest.fixture
+def gemm_path():
+    """Select a GEMM path of the kernel for one test, and restore the automatic choice after it."""
+    chosen = []
+
+    def select(name: str) -> str:
+        got = fused.set_isa(name)
+        chosen.append(got)
+        return got
+
+    yield select
+    fused.set_isa("auto")
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2", "blas"])
+@pytest.mark.parametrize("hidden,b", [(32, 7), (48, 70), (24, 13), (20, 9)])
+def test_every_gemm_path_equals_nn_lstm(gemm_path, path, hidden, b):
+    """hydroml's AVX-512 and AVX2 micro-kernels (and the BLAS path) against nn.LSTM: outputs and all gradients.
+
+    Hidden sizes: a multiple of 16 (both micro-kernels), of 8 only (AVX2 micro-kernel; AVX-512 falls back to
+    AVX2), of neither (BLAS); 70 sequences with 2 threads split the batch; odd row counts exercise the partial
+    register blocks (rows not a multiple of 6, the reduction over rows in the dW product)."""
+    got = gemm_path(path)
+    want = {"avx512": 2, "avx2": 1, "blas": 0}
+    expected = min(want[path], want[fused.set_isa("auto")])  # capped at what this CPU and build have
+    fused.set_isa(path)
+    assert want[got] == expected
+    width = {"avx512": 16, "avx2": 8}
+    runs = fused.isa(hidden)
+    if runs != "blas":
+        assert hidden % width[runs] == 0
+    if got == "avx512" and hidden % 16:
+        assert runs == ("avx2" if hidden % 8 == 0 else "blas")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        m = _model(hidden=hidden)
+        batch = _batch(b=b, t=29)
+        batch["state"] = (torch.randn(1, b, hidden) * 0.5, torch.randn(1, b, hidden) * 0.5)
+        ref, g_ref = _step(m, batch, "native")
+        out, g = _step(m, batch, "fused")
+    finally:
+        torch.set_num_threads(before)
+    for key in ("y_hat", "h_n", "c_n"):
+        _close(out[key], ref[key], key)
+    for name in g_ref:
+        _close(g[name], g_ref[name], name)
+
+
+def test_isa_names_and_errors(gemm_path):
+    best = fused.set_isa("auto")
+    assert fused.isa(20) == "blas"  # not a multiple of the vector width of either micro-kernel
+    assert fused.isa(24) == ("blas" if best == "blas" else "avx2")  # a multiple of 8, not of 16
+    assert fused.isa(64) == best
+    assert gemm_path("blas") == "blas"
+    assert fused.isa(128) == "blas"
+    with pytest.raises(RuntimeError, match="unknown ISA 'sse'"):
+        fused.set_isa("sse")

@@ -24,6 +24,15 @@ next step's GEMM operand). Backward, per step from ``T - 1`` down, one fused pas
 
 so the gate gradients never leave the cache and no pass over all steps follows the loop.
 
+GEMMs: the three per-step products (gates, ``dW``, ``dh``) run on hydroml's own register-blocked micro-kernels
+(6 x 64 blocks with AVX-512, 6 x 16 with AVX2 + FMA), with the weights packed once per call instead of once per
+step, and ``dW^T = [x_t | h_{t-1}]^T dg`` read row by row without packing. The path is picked at run time from
+what the CPU and the build have (:func:`isa`; ``HYDROML_LSTM_ISA=avx512|avx2|blas`` or :func:`set_isa` to
+choose); hidden sizes that are not a multiple of the vector width (16 / 8) use ATen's BLAS. The reason: MKL
+takes its AVX2 code on AMD CPUs, half the FMA rate of an AVX-512 core, and BENCHMARKS.md ("roofline") has the
+figures. ``HYDROML_LSTM_MARCH`` (default ``native``) sets the build's ``-march``, e.g. ``x86-64-v3`` to build
+what an AVX2-only CPU would on an AVX-512 machine.
+
 Threads split the batch, not the step: with ``n`` intra-op threads each runs the whole time loop on ``B / n``
 sequences (at least 32) with single-threaded GEMMs, and the weight gradients of the parts are summed at the
 end. A step therefore costs no synchronisation between threads (oneDNN's and a per-step parallel GEMM's do, and
@@ -63,15 +72,21 @@ import torch
 
 logger = logging.getLogger("hydroml")
 
-__all__ = ["available", "fused_lstm", "unavailable_reason"]
+__all__ = ["available", "fused_lstm", "isa", "set_isa", "unavailable_reason"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
 _lock = threading.RLock()
 _state: dict = {"ops": None, "error": None, "tried": False}
 
 
+def _march() -> str:
+    """The ``-march`` of the build: ``native`` unless ``HYDROML_LSTM_MARCH`` says otherwise (e.g. ``x86-64-v3``,
+    AVX2 + FMA without AVX-512, to measure on an AVX-512 machine what an AVX2-only CPU compiles)."""
+    return os.environ.get("HYDROML_LSTM_MARCH", "native")
+
+
 def _build_dir() -> Path:
-    """A cache folder per source, torch version and CPU (the build uses ``-march=native``)."""
+    """A cache folder per source, torch version, CPU and ``-march`` (the default build uses ``-march=native``)."""
     flags = ""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -79,7 +94,11 @@ def _build_dir() -> Path:
     except OSError:
         pass
     key = hashlib.sha256(
-        _SOURCE.read_bytes() + torch.__version__.encode() + platform.machine().encode() + flags.encode()
+        _SOURCE.read_bytes()
+        + torch.__version__.encode()
+        + platform.machine().encode()
+        + flags.encode()
+        + _march().encode()
     ).hexdigest()[:16]
     root = Path(os.environ.get("HYDROML_CACHE", Path.home() / ".cache" / "hydroml"))
     return root / "extensions" / f"fused_lstm_{key}"
@@ -123,6 +142,8 @@ def _load():
             except OSError:  # read-only home: build in the temporary folder instead
                 build = Path(tempfile.gettempdir()) / "hydroml-extensions" / build.name
                 build.mkdir(parents=True, exist_ok=True)
+            if not any(build.glob("*.so")):
+                logger.info("compiling the CPU LSTM kernel (once, about 15-40 s; cached in %s)", build)
             with _ninja_on_path():
                 load(
                     name="hydroml_fused_lstm",
@@ -130,7 +151,7 @@ def _load():
                     # -fopenmp at compile time only: ATen's parallel_for is inlined from its headers and
                     # runs serially without it. Not linked: the GOMP symbols resolve to the OpenMP runtime
                     # torch has already loaded, so there is one thread pool, not two.
-                    extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+                    extra_cflags=["-O3", f"-march={_march()}", "-ffast-math", "-fopenmp"],
                     build_directory=str(build),
                     is_python_module=False,
                     verbose=False,
@@ -151,6 +172,28 @@ def unavailable_reason() -> str | None:
     """Why :func:`available` is False (``None`` when it is available or was not tried)."""
     _load()
     return _state["error"]
+
+
+def isa(hidden: int) -> str:
+    """The GEMM path the kernel takes for ``hidden`` units: ``"avx512"`` or ``"avx2"`` (hydroml's micro-kernels)
+    or ``"blas"`` (ATen's BLAS; also where ``hidden`` is not a multiple of the vector width: 16 / 8).
+
+    Compiles the kernel on first use. Raises ``RuntimeError`` when it is unavailable.
+    """
+    if not available():
+        raise RuntimeError(f"fused CPU LSTM kernel unavailable: {unavailable_reason()}")
+    return _state["ops"].isa(int(hidden))
+
+
+def set_isa(name: str) -> str:
+    """Choose the GEMM path for the rest of the process: ``"auto"`` (the best the CPU and the build have),
+    ``"avx512"``, ``"avx2"`` or ``"blas"`` (capped at what is available). Returns the path now chosen.
+
+    The environment variable ``HYDROML_LSTM_ISA`` sets the initial choice. For tests and benchmarks.
+    """
+    if not available():
+        raise RuntimeError(f"fused CPU LSTM kernel unavailable: {unavailable_reason()}")
+    return _state["ops"].set_isa(str(name))
 
 
 # ---- buffer pool ---------------------------------------------------------------------------------------

@@ -7,7 +7,12 @@
 #include <torch/library.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <vector>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #define HYDROML_HAS_MXCSR 1
@@ -90,6 +95,168 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
               " dimensions, got ", t.sizes());
 }
 
+// ---- GEMMs --------------------------------------------------------------------------------------------------
+// The three per-step products run on hydroml's own register-blocked micro-kernels where the CPU has AVX-512 or
+// AVX2 + FMA, and on ATen's BLAS (MKL) otherwise. Why not always BLAS: MKL picks its AVX2 code on AMD CPUs, so
+// on an AVX-512 EPYC it reaches half of the machine's fp32 FMA rate; and every per-step call re-packs the
+// weights, which are the same for all T steps here (packed once per call below).
+//
+// C[M, N] (+)= A[M, Kr] B[Kr, N] with A addressed by strides (a_rs between rows of C, a_cs along the reduction:
+// A can be a transposed view, as in dW^T = xh^T dg), B in panels of NR = V::L * V::NV columns (panel p at
+// B + p * b_ps, reduction row k at + k * b_rs) and C row-major. N must be a multiple of the vector width V::L.
+enum Isa : int { kBlas = 0, kAvx2 = 1, kAvx512 = 2 };
+
+#if defined(__AVX512F__)
+struct V16 {
+  static constexpr int L = 16, MR = 6, NV = 4, KC = 160;  // 24 accumulators of the 32 zmm registers
+  __m512 v;
+  static inline V16 zero() { return {_mm512_setzero_ps()}; }
+  static inline V16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static inline V16 bcast(const float* p) { return {_mm512_set1_ps(*p)}; }
+  static inline V16 fma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+  inline void store(float* p) const { _mm512_storeu_ps(p, v); }
+};
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+struct V8 {
+  static constexpr int L = 8, MR = 6, NV = 2, KC = 512;  // 12 accumulators of the 16 ymm registers
+  __m256 v;
+  static inline V8 zero() { return {_mm256_setzero_ps()}; }
+  static inline V8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static inline V8 bcast(const float* p) { return {_mm256_broadcast_ss(p)}; }
+  static inline V8 fma(V8 a, V8 b, V8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
+};
+#endif
+
+using Micro = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t, bool);
+
+// One MR x (NV * L) block of C, its accumulators in registers for the whole reduction.
+template <class V, int MR, int NV>
+void micro(int64_t kc, const float* __restrict A, int64_t a_rs, int64_t a_cs, const float* __restrict B,
+           int64_t b_rs, float* __restrict C, int64_t c_rs, bool accumulate) {
+  V c[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < NV; ++q) c[r][q] = accumulate ? V::load(C + r * c_rs + q * V::L) : V::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = B + k * b_rs;
+    const float* a = A + k * a_cs;
+    V bv[NV];
+#pragma GCC unroll 4
+    for (int q = 0; q < NV; ++q) bv[q] = V::load(b + q * V::L);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const V av = V::bcast(a + r * a_rs);
+#pragma GCC unroll 4
+      for (int q = 0; q < NV; ++q) c[r][q] = V::fma(av, bv[q], c[r][q]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < NV; ++q) c[r][q].store(C + r * c_rs + q * V::L);
+}
+
+template <class V, int MR>
+Micro pick_nv(int nv) {
+  if constexpr (V::NV >= 4) {
+    if (nv == 4) return &micro<V, MR, 4>;
+    if (nv == 3) return &micro<V, MR, 3>;
+  }
+  return nv == 2 ? &micro<V, MR, 2> : &micro<V, MR, 1>;
+}
+
+template <class V>
+Micro pick(int mr, int nv) {
+  switch (mr) {
+    case 6: return pick_nv<V, 6>(nv);
+    case 5: return pick_nv<V, 5>(nv);
+    case 4: return pick_nv<V, 4>(nv);
+    case 3: return pick_nv<V, 3>(nv);
+    case 2: return pick_nv<V, 2>(nv);
+    default: return pick_nv<V, 1>(nv);
+  }
+}
+
+template <class V>
+void gemm(int64_t M, int64_t N, int64_t Kr, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+          int64_t b_rs, int64_t b_ps, float* C, int64_t c_rs, bool accumulate) {
+  constexpr int64_t NR = V::L * V::NV;
+  const int64_t blocks = (Kr + V::KC - 1) / V::KC, kc_max = (Kr + blocks - 1) / blocks;  // even blocks
+  for (int64_t k0 = 0; k0 < Kr; k0 += kc_max) {
+    const int64_t kc = std::min(kc_max, Kr - k0);
+    const bool acc = accumulate || k0 > 0;
+    for (int64_t n0 = 0; n0 < N; n0 += NR) {  // a panel of B (kc x NR) stays in L1 for all rows of C
+      const int nv = static_cast<int>(std::min<int64_t>(V::NV, (N - n0) / V::L));
+      const float* bp = B + (n0 / NR) * b_ps + k0 * b_rs;
+      const Micro full = pick<V>(V::MR, nv);
+      int64_t m0 = 0;
+      for (; m0 + V::MR <= M; m0 += V::MR)
+        full(kc, A + m0 * a_rs + k0 * a_cs, a_rs, a_cs, bp, b_rs, C + m0 * c_rs + n0, c_rs, acc);
+      if (m0 < M)
+        pick<V>(static_cast<int>(M - m0), nv)(kc, A + m0 * a_rs + k0 * a_cs, a_rs, a_cs, bp, b_rs,
+                                              C + m0 * c_rs + n0, c_rs, acc);
+    }
+  }
+}
+
+// Packs B[k, n] = src[k * sk + n * sn] (Kr x N) into panels of NR columns, zero-padded: [ceil(N / NR), Kr, NR].
+at::Tensor pack(const float* src, int64_t sk, int64_t sn, int64_t Kr, int64_t N, int64_t NR,
+                const at::TensorOptions& opt) {
+  const int64_t panels = (N + NR - 1) / NR;
+  auto out = at::zeros({panels, Kr, NR}, opt);
+  float* o = out.data_ptr<float>();
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < Kr; ++k)
+      for (int64_t j = 0; j < NR && p * NR + j < N; ++j) o[(p * Kr + k) * NR + j] = src[k * sk + (p * NR + j) * sn];
+  return out;
+}
+
+int compiled_best() {
+#if defined(__AVX512F__)
+  if (__builtin_cpu_supports("avx512f")) return kAvx512;
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kAvx2;
+#endif
+  return kBlas;
+}
+
+int& isa_choice() {  // the GEMM path asked for: the best compiled one unless HYDROML_LSTM_ISA or set_isa says
+  static int choice = [] {
+    const char* env = std::getenv("HYDROML_LSTM_ISA");
+    const std::string s = env ? env : "auto";
+    const int best = compiled_best();
+    if (s == "blas") return static_cast<int>(kBlas);
+    if (s == "avx2") return std::min(best, static_cast<int>(kAvx2));
+    return best;
+  }();
+  return choice;
+}
+
+// The path used for hidden size H: the chosen one if H is a multiple of its vector width, else BLAS.
+int isa_for(int64_t H) {
+  const int c = isa_choice();
+  if (c == kAvx512 && H % 16 == 0) return kAvx512;
+  if (c >= kAvx2 && H % 8 == 0) return compiled_best() >= kAvx2 ? kAvx2 : kBlas;
+  return kBlas;
+}
+
+const char* isa_name(int i) { return i == kAvx512 ? "avx512" : i == kAvx2 ? "avx2" : "blas"; }
+
+std::string set_isa(const std::string& name) {
+  const int best = compiled_best();
+  if (name == "blas") isa_choice() = kBlas;
+  else if (name == "avx2") isa_choice() = std::min(best, static_cast<int>(kAvx2));
+  else if (name == "avx512" || name == "auto") isa_choice() = name == "auto" ? best : std::min(best, static_cast<int>(kAvx512));
+  else TORCH_CHECK(false, "fused LSTM: unknown ISA '", name, "' (expected auto, avx512, avx2 or blas)");
+  return isa_name(isa_choice());
+}
+
+std::string isa(int64_t hidden) { return isa_name(isa_for(hidden)); }
+
 // Threads split the batch, never a time step: each runs the whole time loop on its rows with single-threaded
 // GEMMs, so a step costs no synchronisation (a per-step parallel region stalls at its barrier whenever another
 // process holds one of the cores). Rows per part >= kMinRows keep the GEMMs efficient.
@@ -122,6 +289,12 @@ std::vector<int64_t> row_bounds(int64_t B) {
   return bounds;
 }
 
+// g [nb, 4H] = xh_t[r0 : r0 + nb] @ w_cat^T, by the selected path (wp: w_cat^T packed for it).
+template <class V>
+void gates_gemm(const float* a, int64_t nb, int64_t K, int64_t H, const at::Tensor& wp, float* g) {
+  gemm<V>(nb, 4 * H, K, a, K, 1, wp.data_ptr<float>(), V::L * V::NV, K * V::L * V::NV, g, 4 * H, false);
+}
+
 // xh [T + 1, B, F + H]: xh[t, :, :F] = x_t (filled by the caller), xh[t, :, F:] = h_{t-1} (written here, from
 // h0 at t = 0); bias [B, 4H] (per sequence); w_cat [4H, F + H] = [w_ih | w_hh]; c0 [B, H].
 // Fills acts [T, B, 4H] (gate activations i, f, g, o) and cs [T, B, H] (cell states).
@@ -136,7 +309,16 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
   TORCH_CHECK(xh.size(0) == T + 1 && xh.size(1) == B && w_cat.size(0) == 4 * H && w_cat.size(1) == K &&
                   bias.size(0) == B && c0.size(0) == B,
               "fused LSTM: inconsistent shapes");
-  const auto w_t = w_cat.t();
+  const auto w_c = w_cat.contiguous();
+  const auto w_t = w_c.t();
+  const int path = isa_for(H);
+  at::Tensor wp;  // w_cat^T packed once for all T steps: B[k, n] = w_cat[n, k]
+#if defined(__AVX512F__)
+  if (path == kAvx512) wp = pack(w_c.data_ptr<float>(), 1, K, K, 4 * H, V16::L * V16::NV, xh.options());
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  if (path == kAvx2) wp = pack(w_c.data_ptr<float>(), 1, K, K, 4 * H, V8::L * V8::NV, xh.options());
+#endif
   xh[0].narrow(1, F, H).copy_(h0);
   float* xh_p = xh.data_ptr<float>();
   float* acts_p = acts.data_ptr<float>();
@@ -152,14 +334,34 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = bounds[p], nb = bounds[p + 1] - r0;
       auto g = at::empty({nb, 4 * H}, xh.options());
+      float* g_p = g.data_ptr<float>();
       for (int64_t t = 0; t < T; ++t) {
-        at::mm_out(g, xh[t].narrow(0, r0, nb), w_t);
+        const float* a = xh_p + (t * B + r0) * K;
+        switch (path) {
+#if defined(__AVX512F__)
+          case kAvx512: gates_gemm<V16>(a, nb, K, H, wp, g_p); break;
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+          case kAvx2: gates_gemm<V8>(a, nb, K, H, wp, g_p); break;
+#endif
+          default: at::mm_out(g, xh[t].narrow(0, r0, nb), w_t);
+        }
         const float* cp = t ? cs_p + ((t - 1) * B + r0) * H : c0_p + r0 * H;
-        cell_forward(g.data_ptr<float>(), bias_p + r0 * 4 * H, cp, acts_p + (t * B + r0) * 4 * H,
-                     cs_p + (t * B + r0) * H, xh_p + ((t + 1) * B + r0) * K + F, K, nb, H);
+        cell_forward(g_p, bias_p + r0 * 4 * H, cp, acts_p + (t * B + r0) * 4 * H, cs_p + (t * B + r0) * H,
+                     xh_p + ((t + 1) * B + r0) * K + F, K, nb, H);
       }
     }
   });
+}
+
+// One step's weight and state gradients on the micro-kernels: dW^T [K, 4H] += xh_t^T dg (the transposed
+// product reads both operands row by row: no packing), dh [nb, H] = dg @ W_hh (whp: W_hh packed).
+template <class V>
+void step_grads(const float* xh_t, const float* dg, int64_t nb, int64_t K, int64_t H, const at::Tensor& whp,
+                float* dwt, float* dh) {
+  constexpr int64_t NR = V::L * V::NV;
+  gemm<V>(K, 4 * H, nb, xh_t, 1, K, dg, 4 * H, NR, dwt, 4 * H, true);
+  gemm<V>(nb, H, 4 * H, dg, 4 * H, 1, whp.data_ptr<float>(), NR, 4 * H * NR, dh, H, false);
 }
 
 // Gradients of lstm_fwd given grad_out [T, B, H] (of h_1..h_T), grad_hn and grad_cn [B, H].
@@ -169,8 +371,17 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
                                  const at::Tensor& grad_hn, const at::Tensor& grad_cn, bool need_dx) {
   check(grad_out, "grad_out", 3);
   const int64_t T = acts.size(0), B = acts.size(1), H = cs.size(2), K = xh.size(2), F = K - H;
-  const auto w_hh = w_cat.narrow(1, F, H).contiguous();
-  const auto w_ih = w_cat.narrow(1, 0, F).contiguous();
+  const auto w_c = w_cat.contiguous();
+  const auto w_hh = w_c.narrow(1, F, H).contiguous();
+  const auto w_ih = w_c.narrow(1, 0, F).contiguous();
+  const int path = isa_for(H);
+  at::Tensor whp;  // W_hh [4H, H] packed once: B[k, n] = w_cat[k, F + n]
+#if defined(__AVX512F__)
+  if (path == kAvx512) whp = pack(w_c.data_ptr<float>() + F, K, 1, 4 * H, H, V16::L * V16::NV, xh.options());
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+  if (path == kAvx2) whp = pack(w_c.data_ptr<float>() + F, K, 1, 4 * H, H, V8::L * V8::NV, xh.options());
+#endif
   auto dh = grad_hn.contiguous().clone();
   auto dc = grad_cn.contiguous().clone();
   auto db = at::zeros({B, 4 * H}, xh.options());
@@ -178,6 +389,7 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
   const auto bounds = row_bounds(B);
   const int64_t parts = static_cast<int64_t>(bounds.size()) - 1;
   std::vector<at::Tensor> dws(parts);
+  const float* xh_p = xh.data_ptr<float>();
   const float* acts_p = acts.data_ptr<float>();
   const float* cs_p = cs.data_ptr<float>();
   const float* c0_p = c0.data_ptr<float>();
@@ -190,7 +402,8 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = bounds[p], nb = bounds[p + 1] - r0;
       auto dg = at::empty({nb, 4 * H}, xh.options());
-      auto dw = at::zeros({4 * H, K}, xh.options());
+      // BLAS path: dW [4H, K] += dg^T xh_t; micro-kernel path: its transpose dW^T [K, 4H] (transposed back below)
+      auto dw = path == kBlas ? at::zeros({4 * H, K}, xh.options()) : at::zeros({K, 4 * H}, xh.options());
       auto dh_p = dh.narrow(0, r0, nb);
       float* dc_p = dc.data_ptr<float>() + r0 * H;
       float* db_p = db.data_ptr<float>() + r0 * 4 * H;
@@ -198,14 +411,26 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
         const float* cp = t ? cs_p + ((t - 1) * B + r0) * H : c0_p + r0 * H;
         cell_backward(acts_p + (t * B + r0) * 4 * H, cs_p + (t * B + r0) * H, cp, go_p + (t * B + r0) * H,
                       dh_p.data_ptr<float>(), dc_p, dg.data_ptr<float>(), db_p, nb, H);
-        dw.addmm_(dg.t(), xh[t].narrow(0, r0, nb));
         if (need_dx) {
           auto dx_t = dx[t].narrow(0, r0, nb);
           at::mm_out(dx_t, dg, w_ih);
         }
-        at::mm_out(dh_p, dg, w_hh);
+        const float* xh_t = xh_p + (t * B + r0) * K;
+        switch (path) {
+#if defined(__AVX512F__)
+          case kAvx512: step_grads<V16>(xh_t, dg.data_ptr<float>(), nb, K, H, whp, dw.data_ptr<float>(),
+                                        dh_p.data_ptr<float>()); break;
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+          case kAvx2: step_grads<V8>(xh_t, dg.data_ptr<float>(), nb, K, H, whp, dw.data_ptr<float>(),
+                                     dh_p.data_ptr<float>()); break;
+#endif
+          default:
+            dw.addmm_(dg.t(), xh[t].narrow(0, r0, nb));
+            at::mm_out(dh_p, dg, w_hh);
+        }
       }
-      dws[p] = dw;
+      dws[p] = path == kBlas ? dw : dw.t().contiguous();
     }
   });
   auto dw = dws[0];
@@ -219,6 +444,8 @@ TORCH_LIBRARY(hydroml_lstm, m) {
   m.def("fwd(Tensor(a!) xh, Tensor bias, Tensor w_cat, Tensor h0, Tensor c0, Tensor(b!) acts, Tensor(c!) cs) -> ()");
   m.def("bwd(Tensor xh, Tensor w_cat, Tensor c0, Tensor acts, Tensor cs, Tensor grad_out, Tensor grad_hn, "
         "Tensor grad_cn, bool need_dx) -> Tensor[]");
+  m.def("isa(int hidden) -> str", &isa);
+  m.def("set_isa(str name) -> str", &set_isa);
 }
 TORCH_LIBRARY_IMPL(hydroml_lstm, CPU, m) {
   m.impl("fwd", &lstm_fwd);
