@@ -610,6 +610,8 @@ def forecast(
     basins: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
+    compile: bool | str = False,
+    engine: str = "torch",
 ) -> xr.Dataset:
     """Run a trained model over a period and return its predictions with CF metadata.
 
@@ -640,6 +642,12 @@ def forecast(
         Where to run the model.
     progress : bool, optional
         Progress bar; ``None`` defers to ``HYDROML_PROGRESS``.
+    compile : bool or str
+        ``torch.compile`` the model (a ``torch.compile`` mode, or ``True``); falls back to eager execution with
+        a log line where it cannot compile (:func:`hydroml.export.compile_model`).
+    engine : {"torch", "onnxruntime", "torchscript"}
+        ``"onnxruntime"`` exports the model to ONNX in memory and runs it with ONNX Runtime (``lstm``,
+        ``unet``, ``closure``; :func:`hydroml.export.with_engine`).
 
     Returns
     -------
@@ -655,6 +663,10 @@ def forecast(
         If ``mode`` is unknown.
     """
     fm = _resolve_model(run_or_model)
+    if compile or engine != "torch":
+        from hydroml.export import with_engine
+
+        fm = with_engine(fm, engine, compile)
     if mode not in MODES and not (fm.gridded and mode == "gridded"):
         raise ConfigError(f"unknown forecast mode {mode!r}; valid modes: {', '.join(MODES)}")
     ds = open_data(data)

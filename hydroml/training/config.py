@@ -176,6 +176,12 @@ class TrainConfig:
     device : {"auto", "cpu", "cuda"}
     progress : bool, optional
         Progress bars; ``null`` follows ``HYDROML_PROGRESS``.
+    compile : bool or {"default", "reduce-overhead", "max-autotune"}
+        ``torch.compile`` the training forward pass (``true`` = mode ``"default"``); a model that cannot
+        compile runs eagerly with one log line (:func:`hydroml.export.compile_model`).
+    keep_checkpoints : bool
+        Also keep each epoch's weights as ``checkpoints/epoch_NNNN.safetensors`` (for
+        :mod:`hydroml.diagnostics`); by default only the last checkpoint is kept.
     """
 
     epochs: int = 10
@@ -191,6 +197,8 @@ class TrainConfig:
     validate_every: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool | None = None
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune"] = False
+    keep_checkpoints: bool = False
 
 
 @dataclass

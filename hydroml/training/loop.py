@@ -521,6 +521,10 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             from torch.nn.parallel import DistributedDataParallel
 
             ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if t.compile:  # the training forward only; weights are saved from the uncompiled `model`
+            from hydroml.export import compile_model
+
+            ddp = compile_model(ddp, t.compile, name=cfg.model.name)
 
         use_bf16 = t.bf16 and (device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()))
         if t.bf16 and not use_bf16:
@@ -610,6 +614,9 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
             if writer is not None:
                 if improved:
                     save_weights(run_dir / "model.safetensors", model, {"epoch": str(epoch)})
+                if t.keep_checkpoints:  # per-epoch weights for hydroml.diagnostics
+                    meta = {"epoch": str(epoch), "lr": repr(lr)}
+                    save_weights(run_dir / "checkpoints" / f"epoch_{epoch:04d}.safetensors", model, meta)
                 save_checkpoint(
                     run_dir,
                     model,
