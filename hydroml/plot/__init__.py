@@ -15,6 +15,7 @@ Importing this package does not import matplotlib; each function does, through
 on servers.
 """
 
+from hydroml.plot.diagnostics import hessian_density, loss_slice, sharpness  # noqa: F401 (issue 15)
 from hydroml.plot.flows import exceedance, flow_duration_curve, hydrograph
 from hydroml.plot.runs import memory_plan, read_metrics, training_curves
 from hydroml.plot.skill import COASTLINE_FILES, metric_cdf, offline_coastlines, skill_map
