@@ -117,7 +117,7 @@ def test_reused_buffers_never_corrupt_live_graphs():
 def test_auto_uses_nn_lstm_where_the_kernel_does_not_apply(monkeypatch):
     calls = []
     real = fused.fused_lstm
-    monkeypatch.setattr(fused, "fused_lstm", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(fused, "fused_lstm", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     batch = _batch()
     m = _model()
     m(batch)["y_hat"].sum().backward()
@@ -225,3 +225,71 @@ def test_isa_names_and_errors(gemm_path):
     assert fused.isa(128) == "blas"
     with pytest.raises(RuntimeError, match="unknown ISA 'sse'"):
         fused.set_isa("sse")
+
+
+def _bf16_reference(x, bias, w_cat, h0, c0):
+    """The LSTM with its GEMM operands rounded to bfloat16 and float32 arithmetic otherwise (what the kernel's
+    bf16 path computes, up to the order of the float32 sums)."""
+
+    def rb(t):
+        return t.bfloat16().float()
+
+    h, c, outs = h0, c0, []
+    for t in range(x.shape[1]):
+        g = torch.cat([rb(x[:, t]), rb(h)], 1) @ rb(w_cat).t() + bias
+        i, f, u, o = g.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(u)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def _kernel_args(b=37, t=23, f=5, h=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, t, f, generator=g),
+        0.3 * torch.randn(b, 4 * h, generator=g),
+        0.2 * torch.randn(4 * h, f + h, generator=g),
+        0.5 * torch.randn(b, h, generator=g),
+        0.5 * torch.randn(b, h, generator=g),
+    )
+
+
+def test_bf16_path_computes_bf16_operands_with_float32_accumulation():
+    """Where the CPU has AVX-512 BF16, the bf16 path equals an LSTM whose GEMM operands are rounded to bf16; its
+    gradients are the float32 kernel's to bf16 precision. Elsewhere it refuses, and autocast uses nn.LSTM."""
+    args = _kernel_args()
+    if not fused.has_bf16(32):
+        with pytest.raises(RuntimeError, match="bf16 path needs AVX-512 BF16"):
+            fused.fused_lstm(*args, bf16=True)
+        return
+    assert not fused.has_bf16(24)  # not a multiple of 16
+    out, h_n, c_n = fused.fused_lstm(*args, bf16=True)
+    ref, h_ref, c_ref = _bf16_reference(*args)
+    torch.testing.assert_close(out, ref, rtol=0, atol=5e-4)  # float32 sums in another order, then rounded
+    torch.testing.assert_close(c_n, c_ref, rtol=0, atol=5e-4)
+    exact, _, _ = fused.fused_lstm(*args, bf16=False)
+    assert 1e-3 < (out - exact).abs().max() < 3e-2  # bf16 operands: visibly not float32, still close
+
+    grads = {}
+    for bf16 in (False, True):
+        leaves = [a.clone().requires_grad_() for a in args]
+        o, h, c = fused.fused_lstm(*leaves, bf16=bf16)
+        (o.pow(2).sum() + h.sum() + c.pow(2).sum()).backward()
+        grads[bf16] = [leaf.grad for leaf in leaves]
+    for name, g32, g16 in zip(("x", "bias", "w_cat", "h0", "c0"), grads[False], grads[True]):
+        rel = ((g16 - g32).norm() / g32.norm()).item()
+        assert rel < 1e-2, (name, rel)
+
+
+def test_bf16_autocast_trains_on_the_kernel(monkeypatch):
+    calls = []
+    real = fused.fused_lstm
+    monkeypatch.setattr(fused, "fused_lstm", lambda *a, bf16=False: calls.append(bf16) or real(*a, bf16=bf16))
+    m = _model(hidden=32)
+    batch = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(batch)["y_hat"]
+    y.float().pow(2).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    assert calls == ([True] if fused.has_bf16(32) else [])  # else nn.LSTM under autocast

@@ -72,7 +72,7 @@ import torch
 
 logger = logging.getLogger("hydroml")
 
-__all__ = ["available", "fused_lstm", "isa", "set_isa", "unavailable_reason"]
+__all__ = ["available", "fused_lstm", "has_bf16", "isa", "set_isa", "unavailable_reason"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_lstm.cpp"
 _lock = threading.RLock()
@@ -196,6 +196,12 @@ def set_isa(name: str) -> str:
     return _state["ops"].set_isa(str(name))
 
 
+def has_bf16(hidden: int) -> bool:
+    """Whether the kernel's bfloat16 path runs for ``hidden`` units here: AVX-512 BF16 in the CPU and the build,
+    the AVX-512 GEMM path selected and ``hidden`` a multiple of 16. False where the kernel is unavailable."""
+    return available() and bool(_state["ops"].has_bf16(int(hidden)))
+
+
 # ---- buffer pool ---------------------------------------------------------------------------------------
 _POOL: dict[tuple, list[tuple[torch.Tensor, tuple[int, int]]]] = {}
 _POOL_SHAPES = 6
@@ -234,7 +240,7 @@ def _pooled(shape: tuple) -> torch.Tensor:
 
 class _FusedLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, bias, w_cat, h0, c0):  # noqa: D401
+    def forward(ctx, x, bias, w_cat, h0, c0, bf16):  # noqa: D401
         ops = _state["ops"]
         B, T, F = x.shape
         H = h0.shape[-1]
@@ -243,9 +249,10 @@ class _FusedLSTM(torch.autograd.Function):
         cs = _buffer((T, B, H))
         xh[:T, :, :F].copy_(x.transpose(0, 1))
         xh[T, :, :F].zero_()
-        ops.fwd(xh, bias.contiguous(), w_cat.contiguous(), h0.contiguous(), c0.contiguous(), acts, cs)
+        ops.fwd(xh, bias.contiguous(), w_cat.contiguous(), h0.contiguous(), c0.contiguous(), acts, cs, bf16)
         ctx.save_for_backward(xh, w_cat, c0, acts, cs)
         ctx.n_in = F
+        ctx.bf16 = bf16
         out = xh[1:, :, F:]
         return out, xh[T, :, F:].clone(), cs[T - 1].clone()
 
@@ -254,13 +261,27 @@ class _FusedLSTM(torch.autograd.Function):
         xh, w_cat, c0, acts, cs = ctx.saved_tensors
         need_dx = ctx.needs_input_grad[0]
         dx, db, dw, dh0, dc0 = _state["ops"].bwd(
-            xh, w_cat, c0, acts, cs, g_out.contiguous(), g_hn.contiguous(), g_cn.contiguous(), need_dx
+            xh,
+            w_cat,
+            c0,
+            acts,
+            cs,
+            g_out.contiguous(),
+            g_hn.contiguous(),
+            g_cn.contiguous(),
+            need_dx,
+            ctx.bf16,
         )
-        return (dx.transpose(0, 1) if need_dx else None), db, dw, dh0, dc0
+        return (dx.transpose(0, 1) if need_dx else None), db, dw, dh0, dc0, None
 
 
 def fused_lstm(
-    x: torch.Tensor, bias: torch.Tensor, w_cat: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    w_cat: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the fused LSTM (call :func:`available` first).
 
@@ -274,6 +295,9 @@ def fused_lstm(
         ``[4H, F + H]``: input weights ``W_x`` and recurrent weights ``W_hh`` side by side.
     h0, c0 : Tensor
         ``[B, H]`` initial state.
+    bf16 : bool
+        The gate and ``dh`` GEMMs in bfloat16 with float32 accumulation (AVX-512 BF16; see :func:`has_bf16`).
+        All tensors stay float32, and so do the cell state, the weight gradients and what backward keeps.
 
     Returns
     -------
@@ -282,4 +306,4 @@ def fused_lstm(
     h_n, c_n : Tensor
         ``[B, H]`` final state.
     """
-    return _FusedLSTM.apply(x, bias, w_cat, h0, c0)
+    return _FusedLSTM.apply(x, bias, w_cat, h0, c0, bool(bf16))

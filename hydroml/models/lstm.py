@@ -60,6 +60,14 @@ Schedule = list  # items: int | {"store": int} | nested list
 _KERNELS = ("auto", "fused", "native")
 
 
+def _cpu_autocast() -> bool:
+    """Whether CPU autocast is on (any dtype)."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 def _normalise_schedule(schedule: Any, seq_len: int) -> list:
     """Validate a checkpoint schedule against ``seq_len``; ``int`` = a uniform chunk length."""
     if isinstance(schedule, int) and not isinstance(schedule, bool):
@@ -393,27 +401,39 @@ class LSTMModel(_RecurrentBase):
             return False
         if self.num_layers != 1 or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
-        try:
-            autocast = torch.is_autocast_enabled("cpu")
-        except TypeError:  # torch < 2.4
-            autocast = torch.is_autocast_cpu_enabled()
-        if autocast:
-            return False
+        autocast = _cpu_autocast()
+        if autocast:  # bf16 autocast: the kernel's bf16 path where the CPU has it, else nn.LSTM
+            return self._autocast_bf16() and _fused.has_bf16(self.hidden_size)
         if _fused.available():
             return True
         if self.kernel == "fused":
             raise ConfigError(f"lstm: kernel='fused' is unavailable: {_fused.unavailable_reason()}")
         return False
 
+    @staticmethod
+    def _autocast_bf16() -> bool:
+        try:
+            return torch.get_autocast_dtype("cpu") == torch.bfloat16
+        except AttributeError:  # torch < 2.4
+            return torch.get_autocast_cpu_dtype() == torch.bfloat16
+
     def _fused_chunk(self, x_dyn, sbias, h, c):
         lstm = self.lstm
-        w_ih = lstm.weight_ih_l0
-        w_x = w_ih @ self.input_dynamic.weight  # [4H, F]: W_ih A_d
-        z0 = self.input_dynamic.bias if sbias is None else sbias[:, 0] + self.input_dynamic.bias
-        bias = torch.nn.functional.linear(z0, w_ih, lstm.bias_ih_l0 + lstm.bias_hh_l0)
-        bias = bias.expand(x_dyn.shape[0], -1).contiguous()  # [B, 4H]
-        w_cat = torch.cat([w_x, lstm.weight_hh_l0], dim=1)
-        out, h_n, c_n = _fused.fused_lstm(x_dyn, bias, w_cat, h[0], c[0])
+        bf16 = (
+            _cpu_autocast()
+        )  # _use_fused admits CPU autocast only in bfloat16, where the kernel has a bf16 path
+        # The small products that fold the input projection and the statics into the kernel's operands run in
+        # float32 also under autocast: bf16 is used only inside the kernel's large GEMMs (float32 accumulation).
+        with torch.autocast("cpu", enabled=False):
+            w_ih = lstm.weight_ih_l0
+            w_x = w_ih @ self.input_dynamic.weight  # [4H, F]: W_ih A_d
+            z0 = self.input_dynamic.bias if sbias is None else sbias[:, 0].float() + self.input_dynamic.bias
+            bias = torch.nn.functional.linear(z0, w_ih, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+            bias = bias.expand(x_dyn.shape[0], -1).contiguous()  # [B, 4H]
+            w_cat = torch.cat([w_x, lstm.weight_hh_l0], dim=1)
+            out, h_n, c_n = _fused.fused_lstm(
+                x_dyn.float(), bias, w_cat, h[0].float(), c[0].float(), bf16=bf16
+            )
         y = self.head(self.dropout(out)).transpose(0, 1)
         return y, h_n.unsqueeze(0), c_n.unsqueeze(0)
 

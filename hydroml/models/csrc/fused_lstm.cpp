@@ -7,6 +7,7 @@
 #include <torch/library.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -22,11 +23,18 @@ namespace {
 
 inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
+// float32 -> bfloat16, rounded to nearest even (the bf16 GEMM operands; finite values only)
+inline uint16_t to_bf16(float x) {
+  const uint32_t u = __builtin_bit_cast(uint32_t, x);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 // Forward of one step for B rows. g: [B, 4H] pre-activations without bias; writes the activations (i, f, g, o)
-// to a, c_t to c and h_t to h (rows h_stride apart).
+// to a, c_t to c and h_t to h (rows h_stride apart); with BF also h_t in bfloat16 to hb (rows hb_stride apart).
+template <bool BF = false>
 void cell_forward(const float* __restrict g, const float* __restrict bias, const float* __restrict cp,
                   float* __restrict a, float* __restrict c, float* __restrict h, int64_t h_stride, int64_t B,
-                  int64_t H) {
+                  int64_t H, uint16_t* __restrict hbf = nullptr, int64_t hbf_stride = 0) {
   for (int64_t b = 0; b < B; ++b) {
     const float* gb = g + b * 4 * H;
     const float* bb = bias + b * 4 * H;
@@ -46,16 +54,20 @@ void cell_forward(const float* __restrict g, const float* __restrict bias, const
       ab[2 * H + j] = gg;
       ab[3 * H + j] = o;
       cb[j] = cc;
-      hb[j] = o * std::tanh(cc);
+      const float hh = o * std::tanh(cc);
+      hb[j] = hh;
+      if constexpr (BF) hbf[b * hbf_stride + j] = to_bf16(hh);
     }
   }
 }
 
-// Backward of one step for B rows: gate gradients to dg [B, 4H] (and accumulated into db), dc updated in place
-// (in: from step t+1; out: to step t-1). dh = dh_out + dh_next.
+// Backward of one step for B rows: gate gradients to dg [B, 4H] (and accumulated into db; with BF also in
+// bfloat16 to dgbf), dc updated in place (in: from step t+1; out: to step t-1). dh = dh_out + dh_next.
+template <bool BF = false>
 void cell_backward(const float* __restrict a, const float* __restrict c, const float* __restrict cp,
                    const float* __restrict dh_out, const float* __restrict dh_next, float* __restrict dc,
-                   float* __restrict dg, float* __restrict db, int64_t B, int64_t H) {
+                   float* __restrict dg, float* __restrict db, int64_t B, int64_t H,
+                   uint16_t* __restrict dgbf = nullptr) {
   for (int64_t b = 0; b < B; ++b) {
     const float* ab = a + b * 4 * H;
     const float* cb = c + b * H;
@@ -79,6 +91,13 @@ void cell_backward(const float* __restrict a, const float* __restrict c, const f
       dgb[H + j] = df;
       dgb[2 * H + j] = dgg;
       dgb[3 * H + j] = dout;
+      if constexpr (BF) {
+        uint16_t* d = dgbf + b * 4 * H;
+        d[j] = to_bf16(di);
+        d[H + j] = to_bf16(df);
+        d[2 * H + j] = to_bf16(dgg);
+        d[3 * H + j] = to_bf16(dout);
+      }
       dbb[j] += di;
       dbb[H + j] += df;
       dbb[2 * H + j] += dgg;
@@ -106,26 +125,49 @@ void check(const at::Tensor& t, const char* name, int64_t dim) {
 // B + p * b_ps, reduction row k at + k * b_rs) and C row-major. N must be a multiple of the vector width V::L.
 enum Isa : int { kBlas = 0, kAvx2 = 1, kAvx512 = 2 };
 
+// A vector policy: accumulator type Acc (float32 lanes), operand type Op, L lanes, MR x NV register blocks, and
+// KC reduction indices per block (a B panel of KC x L * NV operands stays in L1).
 #if defined(__AVX512F__)
 struct V16 {
   static constexpr int L = 16, MR = 6, NV = 4, KC = 160;  // 24 accumulators of the 32 zmm registers
-  __m512 v;
-  static inline V16 zero() { return {_mm512_setzero_ps()}; }
-  static inline V16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
-  static inline V16 bcast(const float* p) { return {_mm512_set1_ps(*p)}; }
-  static inline V16 fma(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-  inline void store(float* p) const { _mm512_storeu_ps(p, v); }
+  using Acc = __m512;
+  using Op = __m512;
+  static inline Acc zero() { return _mm512_setzero_ps(); }
+  static inline Acc load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, Acc v) { _mm512_storeu_ps(p, v); }
+  static inline Op load_op(const float* p) { return _mm512_loadu_ps(p); }
+  static inline Op bcast_op(const float* p) { return _mm512_set1_ps(*p); }
+  static inline Acc fma(Op a, Op b, Acc c) { return _mm512_fmadd_ps(a, b, c); }
+};
+#endif
+#if defined(__AVX512BF16__)
+// bfloat16 operands, float32 accumulation (AVX-512 BF16 vdpbf16ps): each 4-byte operand slot holds a pair of
+// bf16 values adjacent along the reduction, so strides count pairs and "K" below is the number of pairs.
+struct VBF16 {
+  static constexpr int L = 16, MR = 6, NV = 4, KC = 96;
+  using Acc = __m512;
+  using Op = __m512bh;
+  static inline Acc zero() { return _mm512_setzero_ps(); }
+  static inline Acc load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, Acc v) { _mm512_storeu_ps(p, v); }
+  static inline Op load_op(const float* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static inline Op bcast_op(const float* p) {
+    return (__m512bh)_mm512_set1_epi32(*reinterpret_cast<const int32_t*>(p));
+  }
+  static inline Acc fma(Op a, Op b, Acc c) { return _mm512_dpbf16_ps(c, a, b); }
 };
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
 struct V8 {
   static constexpr int L = 8, MR = 6, NV = 2, KC = 512;  // 12 accumulators of the 16 ymm registers
-  __m256 v;
-  static inline V8 zero() { return {_mm256_setzero_ps()}; }
-  static inline V8 load(const float* p) { return {_mm256_loadu_ps(p)}; }
-  static inline V8 bcast(const float* p) { return {_mm256_broadcast_ss(p)}; }
-  static inline V8 fma(V8 a, V8 b, V8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
-  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
+  using Acc = __m256;
+  using Op = __m256;
+  static inline Acc zero() { return _mm256_setzero_ps(); }
+  static inline Acc load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void store(float* p, Acc v) { _mm256_storeu_ps(p, v); }
+  static inline Op load_op(const float* p) { return _mm256_loadu_ps(p); }
+  static inline Op bcast_op(const float* p) { return _mm256_broadcast_ss(p); }
+  static inline Acc fma(Op a, Op b, Acc c) { return _mm256_fmadd_ps(a, b, c); }
 };
 #endif
 
@@ -135,7 +177,7 @@ using Micro = void (*)(int64_t, const float*, int64_t, int64_t, const float*, in
 template <class V, int MR, int NV>
 void micro(int64_t kc, const float* __restrict A, int64_t a_rs, int64_t a_cs, const float* __restrict B,
            int64_t b_rs, float* __restrict C, int64_t c_rs, bool accumulate) {
-  V c[MR][NV];
+  typename V::Acc c[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -143,12 +185,12 @@ void micro(int64_t kc, const float* __restrict A, int64_t a_rs, int64_t a_cs, co
   for (int64_t k = 0; k < kc; ++k) {
     const float* b = B + k * b_rs;
     const float* a = A + k * a_cs;
-    V bv[NV];
+    typename V::Op bv[NV];
 #pragma GCC unroll 4
-    for (int q = 0; q < NV; ++q) bv[q] = V::load(b + q * V::L);
+    for (int q = 0; q < NV; ++q) bv[q] = V::load_op(b + q * V::L);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const V av = V::bcast(a + r * a_rs);
+      const typename V::Op av = V::bcast_op(a + r * a_rs);
 #pragma GCC unroll 4
       for (int q = 0; q < NV; ++q) c[r][q] = V::fma(av, bv[q], c[r][q]);
     }
@@ -156,7 +198,7 @@ void micro(int64_t kc, const float* __restrict A, int64_t a_rs, int64_t a_cs, co
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int q = 0; q < NV; ++q) c[r][q].store(C + r * c_rs + q * V::L);
+    for (int q = 0; q < NV; ++q) V::store(C + r * c_rs + q * V::L, c[r][q]);
 }
 
 template <class V, int MR>
@@ -214,6 +256,33 @@ at::Tensor pack(const float* src, int64_t sk, int64_t sn, int64_t Kr, int64_t N,
   return out;
 }
 
+#if defined(__AVX512BF16__)
+// Packs B[k, n] = src[k * sk + n * sn] as bfloat16 pairs (B[2i, n], B[2i + 1, n]) in panels of NR columns:
+// [ceil(N / NR), ceil(Kr / 2), NR] 4-byte slots (returned as float32 storage), zero-padded.
+at::Tensor pack_bf16(const float* src, int64_t sk, int64_t sn, int64_t Kr, int64_t N, int64_t NR,
+                     const at::TensorOptions& opt) {
+  const int64_t panels = (N + NR - 1) / NR, kp = (Kr + 1) / 2;
+  auto out = at::zeros({panels, kp, NR}, opt);
+  auto* o = reinterpret_cast<uint16_t*>(out.data_ptr<float>());
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < Kr; ++k)
+      for (int64_t j = 0; j < NR && p * NR + j < N; ++j)
+        o[((p * kp + k / 2) * NR + j) * 2 + k % 2] = to_bf16(src[k * sk + (p * NR + j) * sn]);
+  return out;
+}
+#endif
+
+bool cpu_bf16() {
+#if defined(__AVX512BF16__)
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+// Whether the bf16 path runs for hidden size H: AVX-512 BF16 in the build and the CPU, the AVX-512 path chosen.
+bool bf16_for(int64_t H);
+
 int compiled_best() {
 #if defined(__AVX512F__)
   if (__builtin_cpu_supports("avx512f")) return kAvx512;
@@ -257,6 +326,10 @@ std::string set_isa(const std::string& name) {
 
 std::string isa(int64_t hidden) { return isa_name(isa_for(hidden)); }
 
+bool bf16_for(int64_t H) { return cpu_bf16() && isa_for(H) == kAvx512; }
+
+bool has_bf16(int64_t hidden) { return bf16_for(hidden); }
+
 // Threads split the batch, never a time step: each runs the whole time loop on its rows with single-threaded
 // GEMMs, so a step costs no synchronisation (a per-step parallel region stalls at its barrier whenever another
 // process holds one of the cores). Rows per part >= kMinRows keep the GEMMs efficient.
@@ -298,8 +371,11 @@ void gates_gemm(const float* a, int64_t nb, int64_t K, int64_t H, const at::Tens
 // xh [T + 1, B, F + H]: xh[t, :, :F] = x_t (filled by the caller), xh[t, :, F:] = h_{t-1} (written here, from
 // h0 at t = 0); bias [B, 4H] (per sequence); w_cat [4H, F + H] = [w_ih | w_hh]; c0 [B, H].
 // Fills acts [T, B, 4H] (gate activations i, f, g, o) and cs [T, B, H] (cell states).
+//
+// bf16: the gate GEMM takes bfloat16 operands with float32 accumulation (a bf16 copy of [x_t | h_{t-1}] is kept
+// beside xh for the duration of the call); everything else, and what backward keeps, stays float32.
 void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, const at::Tensor& h0,
-              const at::Tensor& c0, at::Tensor acts, at::Tensor cs) {
+              const at::Tensor& c0, at::Tensor acts, at::Tensor cs, bool bf16) {
   check(xh, "xh", 3);
   check(bias, "bias", 2);
   check(c0, "c0", 2);
@@ -312,14 +388,34 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
   const auto w_c = w_cat.contiguous();
   const auto w_t = w_c.t();
   const int path = isa_for(H);
+  TORCH_CHECK(!bf16 || bf16_for(H), "fused LSTM: the bf16 path needs AVX-512 BF16 and a hidden size that is a "
+              "multiple of 16 (hidden ", H, ")");
   at::Tensor wp;  // w_cat^T packed once for all T steps: B[k, n] = w_cat[n, k]
+  at::Tensor xhb;  // bf16: [T + 1, B, kp] pairs of [x_t | h_{t-1}] (the x part filled here, h by the steps)
+  const int64_t kp = (K + 1) / 2;
+#if defined(__AVX512BF16__)
+  if (bf16) {
+    wp = pack_bf16(w_c.data_ptr<float>(), 1, K, K, 4 * H, VBF16::L * VBF16::NV, xh.options());
+    xhb = at::zeros({T + 1, B, kp}, xh.options());
+    auto* d = reinterpret_cast<uint16_t*>(xhb.data_ptr<float>());
+    const float* x = xh.data_ptr<float>();
+    const float* h = h0.contiguous().data_ptr<float>();
+    at::parallel_for(0, T * B, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t k = 0; k < F; ++k) d[i * 2 * kp + k] = to_bf16(x[i * K + k]);
+    });
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < H; ++j) d[b * 2 * kp + F + j] = to_bf16(h[b * H + j]);
+  }
+#endif
 #if defined(__AVX512F__)
-  if (path == kAvx512) wp = pack(w_c.data_ptr<float>(), 1, K, K, 4 * H, V16::L * V16::NV, xh.options());
+  if (path == kAvx512 && !bf16) wp = pack(w_c.data_ptr<float>(), 1, K, K, 4 * H, V16::L * V16::NV, xh.options());
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
   if (path == kAvx2) wp = pack(w_c.data_ptr<float>(), 1, K, K, 4 * H, V8::L * V8::NV, xh.options());
 #endif
   xh[0].narrow(1, F, H).copy_(h0);
+  uint16_t* xhb_p = bf16 ? reinterpret_cast<uint16_t*>(xhb.data_ptr<float>()) : nullptr;
   float* xh_p = xh.data_ptr<float>();
   float* acts_p = acts.data_ptr<float>();
   float* cs_p = cs.data_ptr<float>();
@@ -337,6 +433,17 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
       float* g_p = g.data_ptr<float>();
       for (int64_t t = 0; t < T; ++t) {
         const float* a = xh_p + (t * B + r0) * K;
+        const float* cp = t ? cs_p + ((t - 1) * B + r0) * H : c0_p + r0 * H;
+#if defined(__AVX512BF16__)
+        if (bf16) {
+          const auto* ab = reinterpret_cast<const float*>(xhb_p + (t * B + r0) * 2 * kp);
+          gemm<VBF16>(nb, 4 * H, kp, ab, kp, 1, wp.data_ptr<float>(), 64, kp * 64, g_p, 4 * H, false);
+          cell_forward<true>(g_p, bias_p + r0 * 4 * H, cp, acts_p + (t * B + r0) * 4 * H,
+                             cs_p + (t * B + r0) * H, xh_p + ((t + 1) * B + r0) * K + F, K, nb, H,
+                             xhb_p + ((t + 1) * B + r0) * 2 * kp + F, 2 * kp);
+          continue;
+        }
+#endif
         switch (path) {
 #if defined(__AVX512F__)
           case kAvx512: gates_gemm<V16>(a, nb, K, H, wp, g_p); break;
@@ -346,7 +453,6 @@ void lstm_fwd(at::Tensor xh, const at::Tensor& bias, const at::Tensor& w_cat, co
 #endif
           default: at::mm_out(g, xh[t].narrow(0, r0, nb), w_t);
         }
-        const float* cp = t ? cs_p + ((t - 1) * B + r0) * H : c0_p + r0 * H;
         cell_forward(g_p, bias_p + r0 * 4 * H, cp, acts_p + (t * B + r0) * 4 * H, cs_p + (t * B + r0) * H,
                      xh_p + ((t + 1) * B + r0) * K + F, K, nb, H);
       }
@@ -366,16 +472,23 @@ void step_grads(const float* xh_t, const float* dg, int64_t nb, int64_t K, int64
 
 // Gradients of lstm_fwd given grad_out [T, B, H] (of h_1..h_T), grad_hn and grad_cn [B, H].
 // Returns (dx [T, B, F] or an empty tensor, d_bias [B, 4H], d_w_cat [4H, F + H], dh0, dc0).
+// bf16: dh = dg W_hh takes bfloat16 operands (float32 accumulation); dW, dx and the cell pass stay float32.
 std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, const at::Tensor& c0,
                                  const at::Tensor& acts, const at::Tensor& cs, const at::Tensor& grad_out,
-                                 const at::Tensor& grad_hn, const at::Tensor& grad_cn, bool need_dx) {
+                                 const at::Tensor& grad_hn, const at::Tensor& grad_cn, bool need_dx, bool bf16) {
   check(grad_out, "grad_out", 3);
   const int64_t T = acts.size(0), B = acts.size(1), H = cs.size(2), K = xh.size(2), F = K - H;
   const auto w_c = w_cat.contiguous();
   const auto w_hh = w_c.narrow(1, F, H).contiguous();
   const auto w_ih = w_c.narrow(1, 0, F).contiguous();
   const int path = isa_for(H);
+  TORCH_CHECK(!bf16 || bf16_for(H), "fused LSTM: the bf16 path needs AVX-512 BF16 and a hidden size that is a "
+              "multiple of 16 (hidden ", H, ")");
   at::Tensor whp;  // W_hh [4H, H] packed once: B[k, n] = w_cat[k, F + n]
+  at::Tensor whb;  // bf16: the same as pairs along k
+#if defined(__AVX512BF16__)
+  if (bf16) whb = pack_bf16(w_c.data_ptr<float>() + F, K, 1, 4 * H, H, VBF16::L * VBF16::NV, xh.options());
+#endif
 #if defined(__AVX512F__)
   if (path == kAvx512) whp = pack(w_c.data_ptr<float>() + F, K, 1, 4 * H, H, V16::L * V16::NV, xh.options());
 #endif
@@ -402,6 +515,7 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = bounds[p], nb = bounds[p + 1] - r0;
       auto dg = at::empty({nb, 4 * H}, xh.options());
+      auto dgb = bf16 ? at::empty({nb, 2 * H}, xh.options()) : at::Tensor();  // dg as bf16 pairs
       // BLAS path: dW [4H, K] += dg^T xh_t; micro-kernel path: its transpose dW^T [K, 4H] (transposed back below)
       auto dw = path == kBlas ? at::zeros({4 * H, K}, xh.options()) : at::zeros({K, 4 * H}, xh.options());
       auto dh_p = dh.narrow(0, r0, nb);
@@ -409,6 +523,22 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
       float* db_p = db.data_ptr<float>() + r0 * 4 * H;
       for (int64_t t = T - 1; t >= 0; --t) {
         const float* cp = t ? cs_p + ((t - 1) * B + r0) * H : c0_p + r0 * H;
+#if defined(__AVX512BF16__)
+        if (bf16) {
+          cell_backward<true>(acts_p + (t * B + r0) * 4 * H, cs_p + (t * B + r0) * H, cp,
+                              go_p + (t * B + r0) * H, dh_p.data_ptr<float>(), dc_p, dg.data_ptr<float>(), db_p,
+                              nb, H, reinterpret_cast<uint16_t*>(dgb.data_ptr<float>()));
+          if (need_dx) {
+            auto dx_t = dx[t].narrow(0, r0, nb);
+            at::mm_out(dx_t, dg, w_ih);
+          }
+          const float* xh_t = xh_p + (t * B + r0) * K;
+          gemm<V16>(K, 4 * H, nb, xh_t, 1, K, dg.data_ptr<float>(), 4 * H, 64, dw.data_ptr<float>(), 4 * H, true);
+          gemm<VBF16>(nb, H, 2 * H, dgb.data_ptr<float>(), 2 * H, 1, whb.data_ptr<float>(), 64, 2 * H * 64,
+                      dh_p.data_ptr<float>(), H, false);
+          continue;
+        }
+#endif
         cell_backward(acts_p + (t * B + r0) * 4 * H, cs_p + (t * B + r0) * H, cp, go_p + (t * B + r0) * H,
                       dh_p.data_ptr<float>(), dc_p, dg.data_ptr<float>(), db_p, nb, H);
         if (need_dx) {
@@ -441,9 +571,11 @@ std::vector<at::Tensor> lstm_bwd(const at::Tensor& xh, const at::Tensor& w_cat, 
 }  // namespace
 
 TORCH_LIBRARY(hydroml_lstm, m) {
-  m.def("fwd(Tensor(a!) xh, Tensor bias, Tensor w_cat, Tensor h0, Tensor c0, Tensor(b!) acts, Tensor(c!) cs) -> ()");
+  m.def("fwd(Tensor(a!) xh, Tensor bias, Tensor w_cat, Tensor h0, Tensor c0, Tensor(b!) acts, Tensor(c!) cs, "
+        "bool bf16) -> ()");
   m.def("bwd(Tensor xh, Tensor w_cat, Tensor c0, Tensor acts, Tensor cs, Tensor grad_out, Tensor grad_hn, "
-        "Tensor grad_cn, bool need_dx) -> Tensor[]");
+        "Tensor grad_cn, bool need_dx, bool bf16) -> Tensor[]");
+  m.def("has_bf16(int hidden) -> bool", &has_bf16);
   m.def("isa(int hidden) -> str", &isa);
   m.def("set_isa(str name) -> str", &set_isa);
 }
