@@ -187,7 +187,7 @@ def nh_run(ds: xr.Dataset, recipe: dict, seed: int, work: Path) -> tuple[pd.Data
     return _scores(xr.concat(obs, "basin"), xr.concat(sim, "basin")), secs
 
 
-def basin_part(part: str, seeds: list[int], peer: bool, work: Path) -> list[dict]:
+def basin_part(part: str, seeds: list[int], peer: bool, work: Path, bf16: bool = False) -> list[dict]:
     from hydroml import catalog
     from hydroml.evaluation.skill import climatology
     from hydroml.forecast import forecast
@@ -214,10 +214,12 @@ def basin_part(part: str, seeds: list[int], peer: bool, work: Path) -> list[dict
     add("climatology (day of year)", None, _scores(obs, clim))
     lin = linear_baseline(ds, d["dynamic_inputs"], target, train_p, test_p)
     add("linear regression (lagged inputs)", None, _scores(obs, lin))
-    for seed in seeds:
+    for seed, precision in ((s, p) for s in seeds for p in (("float32", "bf16") if bf16 else ("float32",))):
         cfg = copy.deepcopy(recipe)
         cfg["seed"] = seed
-        cfg["name"] = f"{recipe['name']}_s{seed}"
+        cfg["name"] = f"{recipe['name']}_s{seed}" + ("_bf16" if precision == "bf16" else "")
+        cfg.setdefault("train", {})["bf16"] = precision == "bf16"
+        tag = " bf16" if precision == "bf16" else ""
         t0 = time.perf_counter()
         run_dir = train(cfg, runs_dir=work / "runs", progress=False)
         t_train = time.perf_counter() - t0
@@ -225,8 +227,10 @@ def basin_part(part: str, seeds: list[int], peer: bool, work: Path) -> list[dict
             t0 = time.perf_counter()
             pred = forecast(run_dir, ds, d["test_period"][0], d["test_period"][1], mode=mode, progress=False)
             secs = time.perf_counter() - t0
-            add(f"hydroml lstm ({mode})", seed, _scores(obs, pred[target]), forecast_seconds=round(secs, 2),
+            add(f"hydroml lstm{tag} ({mode})", seed, _scores(obs, pred[target]), forecast_seconds=round(secs, 2),
                 train_seconds=round(t_train, 1))  # fmt: skip
+        if precision == "bf16":
+            continue
         if peer:
             sc, secs = nh_run(ds, recipe, seed, work)
             add("neuralhydrology cudalstm", seed, sc, train_seconds=round(secs, 1))
@@ -319,6 +323,11 @@ def main(argv=None) -> int:
     p.add_argument("parts", nargs="+", choices=sorted(RECIPE_OF))
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--peer", action="store_true", help="also train neuralhydrology cudalstm (basin parts)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also train each seed with train.bf16 (the fused kernel's bf16 path)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--workdir")
     args = p.parse_args(argv)
@@ -332,7 +341,7 @@ def main(argv=None) -> int:
         if part == "moselle":
             rows += moselle_part(args.seeds, work / part)
         else:
-            rows += basin_part(part, args.seeds, args.peer, work / part)
+            rows += basin_part(part, args.seeds, args.peer, work / part, bf16=args.bf16)
     if args.json:
         for r in rows:
             print(json.dumps(r))
