@@ -51,8 +51,13 @@ model's own parameters, so the parameters, their names and the state dict are th
 order of floating-point operations differs (outputs and gradients equal ``nn.LSTM``'s to float32 round-off,
 ``tests/test_fused_lstm.py``).
 
-Limits: float32 on CPU, one layer; the model falls back to ``nn.LSTM`` elsewhere (GPU: cuDNN; bf16 autocast;
-several layers; inference without gradients). If the kernel cannot be compiled (no C++ compiler or ninja) the
+bf16 (``fused_lstm(..., bf16=True)``, taken by ``LSTMModel`` under CPU bf16 autocast, i.e. ``train.bf16``): on CPUs
+with AVX-512 BF16 the gate GEMM and ``dh = dg W_hh`` take bfloat16 operands (``vdpbf16ps``: pairs along the
+reduction, float32 accumulation); the cell state, the element-wise passes, ``dW`` and everything kept for
+backward stay float32. Skill against float32 on real basins is in BENCHMARKS.md.
+
+Limits: float32 (or the bf16 path above) on CPU, one layer; the model falls back to ``nn.LSTM`` elsewhere (GPU:
+cuDNN; other autocast; several layers; inference without gradients). If the kernel cannot be compiled (no C++ compiler or ninja) the
 model logs why once and uses ``nn.LSTM``. ``HYDROML_FUSED_LSTM=0`` disables it.
 """
 

@@ -301,12 +301,12 @@ class LSTMModel(_RecurrentBase):
     kernel : {"auto", "fused", "native"}
         The recurrence used for training on CPU. ``"native"``: ``nn.LSTM`` (oneDNN on CPU, cuDNN on GPU).
         ``"fused"``: hydroml's fused CPU kernel (:mod:`hydroml.models._fused_lstm`: one GEMM and one fused
-        pass per step, weight gradients accumulated inside the backward loop, reused buffers): 2.2-2.3x
-        faster than oneDNN for forward + backward at batch 256, 365 steps, hidden 128 with 1 thread, 2.5-2.7x with
-        2 (``benchmarks/bench_lstm_kernel.py``), keeping 2.8x fewer activations; an error if it cannot be
-        compiled. ``"auto"`` (default): ``"fused"`` when the model trains on CPU in
-        float32 with one layer and the kernel compiles (else ``nn.LSTM``, with one log line saying why).
-        Inference without gradients, GPUs, bf16 autocast and stacked layers always use ``nn.LSTM``. The
+        pass per step on hydroml's own AVX-512 / AVX2 GEMM micro-kernels, weight gradients accumulated inside the
+        backward loop, reused buffers; speed and kept activations against oneDNN in BENCHMARKS.md, "roofline"
+        and "fused CPU LSTM kernel"); an error if it cannot be compiled. ``"auto"`` (default): ``"fused"`` when
+        the model trains on CPU in float32 (or under bf16 autocast on a CPU with AVX-512 BF16: the kernel's bf16
+        path) with one layer and the kernel compiles (else ``nn.LSTM``, with one log line saying why).
+        Inference without gradients, GPUs, other autocast and stacked layers always use ``nn.LSTM``. The
         parameters are ``nn.LSTM``'s in every case (same state dict); outputs and gradients agree to float32
         round-off.
     """
