@@ -46,7 +46,6 @@ import io
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -58,6 +57,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._machine import cpu_isa, cpu_model  # noqa: E402
+
+HIDDEN = 128  # --hidden
 DYNAMIC = None  # filled from the synthetic data set
 STATIC = None
 TARGET = "q_mm"
@@ -232,16 +234,21 @@ def _train_row(impl: str, res: dict, samples: int, **extra) -> dict:
         "cpu_seconds": round(res["cpu_seconds"], 3),
         "samples_per_cpu_s": round(samples / res["cpu_seconds"], 2),
         **extra,
+        "cpu": cpu_model(),
+        "isa": cpu_isa(),
+        "lstm_gemm": _kernel_path(),
     }
 
 
+def _kernel_path() -> str:
+    """hydroml's fused-LSTM GEMM path at this benchmark's hidden size (``avx512``, ``avx2``, ``blas``)."""
+    from hydroml.models import _fused_lstm
+
+    return _fused_lstm.isa(HIDDEN) if _fused_lstm.available() else "unavailable"
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = f"{cpu_model()} ({cpu_isa()})"
     return f"{cpu}; {os.cpu_count()} CPUs visible, torch threads {torch.get_num_threads()}; torch {torch.__version__}"
 
 
@@ -275,6 +282,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--workdir", help="keep the generated data and runs here (default: a temporary folder)")
     args = p.parse_args(argv)
+    global HIDDEN
+    HIDDEN = args.hidden
     logging.getLogger("hydroml").setLevel(logging.WARNING)
     os.environ["HYDROML_PROGRESS"] = "0"
 
