@@ -1,18 +1,53 @@
 """Atomic file writing (nothing half-written is left behind) and fast YAML reading.
 
 Every file hydroml writes goes to a temporary file in the target directory first and is renamed into place, so
-an interrupted write never leaves a truncated file under the final name.
+an interrupted write (a kill, a full disk, a read-only folder) never leaves a truncated file under the final
+name: the temporary file is removed and the error says why (:class:`~hydroml.exceptions.WriteError`, naming the
+target, the reason and that nothing was written there). Files get the mode a plain ``open(path, "w")`` would
+give them (``0o666`` less the process umask), not the ``0o600`` of :func:`tempfile.mkstemp`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from hydroml.exceptions import WriteError
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (read from /proc on Linux; else set and restored under a lock)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _why(err: OSError) -> str:
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied (read-only folder?)",
+        errno.EPERM: "operation not permitted",
+    }
+    return reasons.get(err.errno, err.strerror or type(err).__name__)
 
 
 @contextlib.contextmanager
@@ -29,21 +64,38 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     Yields
     ------
     pathlib.Path
-        Where to write. Removed if the block raises.
+        Where to write. Removed if the block raises; ``path`` is then left as it was.
+
+    Raises
+    ------
+    WriteError
+        The folder cannot be created or written (read-only, full disk, permissions): the message names
+        ``path`` and the reason; nothing was written at ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+        )
+        os.close(fd)
+    except OSError as err:
+        raise WriteError(
+            f"cannot write {path}: {_why(err)} ({err.strerror or err}); nothing was written there"
+        ) from err
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as err:
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError | IsADirectoryError):
+            raise WriteError(
+                f"cannot write {path}: {_why(err)} ({err.strerror or err}); nothing was written there "
+                "(the partial temporary file was removed)"
+            ) from err
         raise
 
 

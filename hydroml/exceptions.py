@@ -27,6 +27,10 @@ class ConfigError(HydroMLError):
     """A configuration is invalid (unknown key, wrong type, out of range)."""
 
 
+class WriteError(HydroMLError):
+    """An output file could not be written (full disk, read-only folder...); nothing partial was left."""
+
+
 class OptionalDependencyError(ImportError):
     """An optional dependency is needed; the message says which extra to install."""
 

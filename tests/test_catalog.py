@@ -121,12 +121,12 @@ def test_open_with_root_from_environment_and_path_placeholders(tmp_path, monkeyp
     root = tmp_path / "data"
     (root / "mydata").mkdir(parents=True)
     t = pd.date_range("2001-01-01", periods=3)
-    xr.Dataset({"tp": (("time",), [0.001, 0.002, -0.0001], {"units": "m"})}, coords={"time": t}).to_netcdf(
+    xr.Dataset({"tp": (("time",), [0.001, 0.002, 0.0], {"units": "m"})}, coords={"time": t}).to_netcdf(
         root / "mydata/2001.nc"
     )
     monkeypatch.setenv("HYDROML_DATA_ROOT", str(root))
     ds = catalog.open("mydata", catalog_path=cat, year=2001)
-    np.testing.assert_allclose(ds.pr.values, [1.0, 2.0, -0.1])
+    np.testing.assert_allclose(ds.pr.values, [1.0, 2.0, 0.0])
     assert ds.attrs["catalog_entry"] == "mydata" and ds.attrs["licence"] == "CC-BY-4.0"
     raw = catalog.open("mydata", catalog_path=cat, year=2001, convert=False)
     assert "tp" in raw and "pr" not in raw

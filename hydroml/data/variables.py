@@ -47,6 +47,7 @@ __all__ = [
     "to_canonical",
     "infer_time_step",
     "validate_mapping",
+    "check_range",
     "MAPPING_KEYS",
 ]
 
@@ -80,6 +81,9 @@ class Variable:
         ``"sum"`` (fluxes) or ``"mean"`` (states) for aggregation in time; None for static variables.
     static : bool
         Whether the variable is time-invariant (basin attributes).
+    valid_range : (float, float) or None
+        Physically possible values in ``units`` (monthly water fluxes: 31 x these bounds); see
+        :func:`check_range`.
     """
 
     name: str
@@ -90,9 +94,19 @@ class Variable:
     kind: str
     cell_method: str | None
     static: bool = False
+    valid_range: tuple[float, float] | None = None
 
 
-_TABLE_KEYS = {"standard_name", "long_name", "units", "monthly_units", "kind", "cell_method", "static"}
+_TABLE_KEYS = {
+    "standard_name",
+    "long_name",
+    "units",
+    "monthly_units",
+    "kind",
+    "cell_method",
+    "static",
+    "valid_range",
+}
 
 
 def _catalog_dir_files():
@@ -130,6 +144,16 @@ def variables_table() -> dict[str, Variable]:
                 f"{path}: variable {name!r} has unknown key(s) {sorted(unknown)}; valid keys: {sorted(_TABLE_KEYS)}"
             )
         static = bool(spec.get("static", False))
+        vr = spec.get("valid_range")
+        if vr is not None and not (
+            isinstance(vr, list)
+            and len(vr) == 2
+            and all(isinstance(v, int | float) for v in vr)
+            and vr[0] < vr[1]
+        ):
+            raise CatalogError(
+                f"{path}: variable {name!r}: valid_range must be [min, max] with min < max, found {vr!r}"
+            )
         table[name] = Variable(
             name=name,
             standard_name=spec["standard_name"],
@@ -139,6 +163,7 @@ def variables_table() -> dict[str, Variable]:
             kind=spec["kind"],
             cell_method=None if static else spec.get("cell_method", "mean"),
             static=static,
+            valid_range=(float(vr[0]), float(vr[1])) if vr is not None else None,
         )
     return table
 
@@ -547,7 +572,7 @@ def validate_mapping(mapping: Mapping[str, Any], source: str) -> dict[str, dict]
     return out
 
 
-def _apply_missing(da: xr.DataArray, missing) -> xr.DataArray:
+def _apply_missing(da: xr.DataArray, missing, where: str = "") -> xr.DataArray:
     if missing is None:
         return da
     values = missing if isinstance(missing, list | tuple) else [missing]
@@ -557,8 +582,85 @@ def _apply_missing(da: xr.DataArray, missing) -> xr.DataArray:
     for v in values:
         m = da == np.asarray(v).astype(da.dtype) if da.dtype.kind == "f" else da == v
         mask = m if mask is None else (mask | m)
-    out = da.where(~mask) if mask is not None else da
-    return out.assign_attrs(da.attrs)
+    if mask is None:
+        return da
+    n = int(mask.sum())
+    if n:
+        log.info(
+            "%s: %d value(s) equal to the declared missing-value sentinel(s) %s set to NaN", where, n, values
+        )
+    return da.where(~mask).assign_attrs(da.attrs)
+
+
+def _label(da: xr.DataArray, pos: tuple[int, ...]) -> str:
+    """``time 2001-03-04, basin '01013500'`` for the array position ``pos`` of ``da``."""
+    parts = []
+    for dim, i in zip(da.dims, pos):
+        if dim in da.coords and da[dim].ndim == 1:
+            v = da[dim].values[i]
+            if isinstance(v, np.datetime64):
+                text = str(np.datetime_as_string(v, unit="s")).replace("T00:00:00", "")
+            else:
+                text = repr(v.item() if isinstance(v, np.generic) else v)
+                text = text.replace(" 00:00:00", "")
+            parts.append(f"{dim} {text}")
+        else:
+            parts.append(f"{dim} index {i}")
+    return ", ".join(parts)
+
+
+def check_range(da: xr.DataArray, name: str, *, time_step: str | None = None, where: str = "") -> None:
+    """Refuse values outside the physical range of canonical variable ``name`` (``valid_range`` of the table).
+
+    ``da`` must be in the canonical units of ``name``. NaN is allowed (missing); infinities are not. Monthly
+    water fluxes (mm/month) are checked against 31 times the daily bounds. The bounds are widened by 1e-6 of
+    the range's width for rounding (an ERA5 precipitation of -1e-9 m from its accumulation arithmetic passes).
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Values in canonical units.
+    name : str
+        Canonical variable name.
+    time_step : str, optional
+        ``"monthly"`` for monthly data.
+    where : str
+        Context for the message (variable, source, file).
+
+    Raises
+    ------
+    DataError
+        Naming the variable, ``where``, the count of bad values, their range, the first position (time stamp,
+        basin) and how to declare a missing-value sentinel.
+    """
+    var = get_variable(name)
+    if var.valid_range is None or da.dtype.kind not in "fiu" or da.size == 0:
+        return
+    lo, hi = var.valid_range
+    units = var.units
+    if time_step == "monthly" and not var.static and var.monthly_units != var.units:
+        lo, hi, units = lo * 31, hi * 31, var.monthly_units
+    values = np.asarray(da.values)
+    tol = 1e-6 * (hi - lo)
+    with np.errstate(invalid="ignore"):
+        bad = (values < lo - tol) | (values > hi + tol)
+    n = int(bad.sum())
+    if not n:
+        return
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    found = values[bad]
+    distinct = np.unique(found)
+    same = (
+        f"; all {n} equal {distinct[0]:g}: a missing-value sentinel? declare it in the catalog entry "
+        f"(the variable mapping's 'missing: {distinct[0]:g}' or the reader's missing_values) to read it as NaN"
+        if distinct.size == 1 and np.isfinite(distinct[0])
+        else "; if they mark missing data, declare the sentinel in the catalog entry (the variable mapping's "
+        "'missing' or the reader's missing_values)"
+    )
+    raise DataError(
+        f"{where or name}: {n} value(s) of {name!r} outside its physical range [{lo:g}, {hi:g}] {units} "
+        f"(found {float(np.min(found)):g}..{float(np.max(found)):g}; first at {_label(da, first)}){same}"
+    )
 
 
 def to_canonical(
@@ -569,6 +671,7 @@ def to_canonical(
     time_step: str | None = None,
     area_km2: float | xr.DataArray | None = None,
     passthrough: list[str] | str | None = None,
+    check_ranges: bool = True,
 ) -> xr.Dataset:
     """Rename and convert a dataset's variables into canonical names and units.
 
@@ -592,6 +695,9 @@ def to_canonical(
     passthrough : list of str or "*", optional
         Source variables kept unchanged (e.g. basin attributes without canonical names); ``"*"`` keeps every
         unmapped variable.
+    check_ranges : bool
+        Refuse converted values outside the variable's physical range (:func:`check_range`): a sentinel such
+        as ``-999`` that the mapping does not declare as ``missing``, precipitation in the wrong units...
 
     Returns
     -------
@@ -601,7 +707,9 @@ def to_canonical(
     Raises
     ------
     DataError
-        A source variable is missing (the message lists those available).
+        A source variable is missing (the message lists those available), or values are outside the physical
+        range of their variable (the message names the variable, the source, the count and the first time
+        stamp).
     UnitError
         A unit is missing, unknown or not convertible.
     CatalogError
@@ -643,7 +751,7 @@ def to_canonical(
                 f"{where}: no units (the file has no 'units' attribute and the mapping gives none); "
                 f"expected units convertible to {table[name].units!r}"
             )
-        da = _apply_missing(da, s.get("missing"))
+        da = _apply_missing(da, s.get("missing"), where)
         if s.get("scale") is not None:
             da = (da * float(s["scale"])).assign_attrs(da.attrs)
         if s.get("offset") is not None:
@@ -652,6 +760,8 @@ def to_canonical(
         target = var.monthly_units if (step == "monthly" and not var.static) else var.units
         area = area_km2 if area_km2 is not None else out_vars.get("area_km2")
         da = convert_units(da, str(units), target, kind=var.kind, time_step=step, area_km2=area, where=where)
+        if check_ranges:
+            check_range(da, name, time_step=step, where=where)
         attrs = {
             "standard_name": var.standard_name,
             "long_name": var.long_name,
