@@ -141,7 +141,7 @@ class HessianOperator:
             loss = self.loss(self.model, batch)
             g = torch.autograd.grad(loss, self.params, allow_unused=True)
             grad += flatten([torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, self.params)])
-            total += float(loss)
+            total += float(loss.detach())
         k = len(self.batches)
         return total / k, grad / k
 
