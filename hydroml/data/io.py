@@ -43,7 +43,18 @@ __all__ = [
     "select_time",
     "mask_sentinels",
     "expand_paths",
+    "check_coords",
+    "check_sentinels",
+    "calendar_of",
+    "COMMON_SENTINELS",
 ]
+
+#: Values that, found exactly in float data without a declaration, are taken for undeclared missing-value
+#: sentinels (:func:`check_sentinels`).
+COMMON_SENTINELS = (-999.0, -9999.0, -99999.0, -999.99, -9999.99)
+#: Above this many elements a variable is not scanned for undeclared sentinels when opened (it stays lazy; the
+#: canonical step's physical-range check still applies).
+_SCAN_LIMIT = 50_000_000
 
 PathLike = str | os.PathLike
 
@@ -191,9 +202,108 @@ def mask_sentinels(
         for v in dict.fromkeys(values):
             m = da == np.asarray(v).astype(da.dtype)
             mask = m if mask is None else (mask | m)
+        if da.size <= _SCAN_LIMIT:
+            n = int(mask.sum())
+            if n:
+                log.info("%s: %d value(s) equal to the declared sentinel(s) %s set to NaN", name, n, values)
         out[name] = da.where(~mask).assign_attrs(da.attrs)
         out[name].encoding = dict(da.encoding)
     return out
+
+
+def _first_label(da: xr.DataArray, mask: np.ndarray) -> str:
+    pos = np.argwhere(mask)[0]
+    parts = []
+    for dim, i in zip(da.dims, pos):
+        if dim in da.coords and da[dim].ndim == 1:
+            parts.append(f"{dim} {_fmt(da[dim].values[int(i)])}")
+        else:
+            parts.append(f"{dim} index {int(i)}")
+    return ", ".join(parts)
+
+
+def check_sentinels(
+    ds: xr.Dataset, source: str = "", declared: Sequence[float] | Mapping[str, Sequence[float]] | None = None
+) -> None:
+    """Refuse float data holding an undeclared missing-value sentinel (``-999``, ``-9999``...).
+
+    A value of :data:`COMMON_SENTINELS` found exactly in a data variable means a missing-value marker that no
+    ``_FillValue`` / ``missing_value`` attribute (decoded to NaN before this runs) and no ``sentinels`` argument
+    declares: read as a number it would train as a real value. Variables larger than 5e7 elements are not
+    scanned (they stay lazy).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    source : str
+        File name for the message.
+    declared : list of float or mapping of variable to list, optional
+        Sentinels already declared (masked), which are not reported.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the variable, the value, the count, the first time stamp and how to declare it.
+    """
+    for name, da in ds.data_vars.items():
+        if da.dtype.kind != "f" or da.size == 0 or da.size > _SCAN_LIMIT:
+            continue
+        if isinstance(declared, Mapping):
+            dec = declared.get(str(name)) or []
+        else:
+            dec = declared or []
+        dec = [float(v) for v in (dec if isinstance(dec, list | tuple) else [dec])]
+        values = np.asarray(da.values)
+        for v in COMMON_SENTINELS:
+            if any(np.isclose(v, d) for d in dec):
+                continue
+            m = values == np.asarray(v).astype(da.dtype)
+            n = int(m.sum())
+            if n:
+                raise DataError(
+                    f"{source}: variable {name!r} holds {n} value(s) equal to {v:g} (first at "
+                    f"{_first_label(da, m)}), a missing-value sentinel that no _FillValue / missing_value "
+                    f"attribute declares; expected missing data as NaN or a declared sentinel: pass "
+                    f"sentinels=[{v:g}] (catalog: reader_options sentinels / missing_values) to read it as NaN"
+                )
+
+
+def check_coords(ds: xr.Dataset, source: str = "") -> None:
+    """Refuse latitudes outside [-90, 90] and longitudes outside [-360, 360] (NaN allowed).
+
+    Raises
+    ------
+    DataError
+        Naming the file, the coordinate, the count, the range found and the first bad position.
+    """
+    for name, lo, hi in (("lat", -90.0, 90.0), ("lon", -360.0, 360.0)):
+        if name not in ds.variables or ds[name].dtype.kind not in "fiu":
+            continue
+        values = np.asarray(ds[name].values, dtype="float64")
+        with np.errstate(invalid="ignore"):
+            bad = (values < lo) | (values > hi) | np.isinf(values)
+        n = int(bad.sum())
+        if n:
+            raise DataError(
+                f"{source}: coordinate {name!r} has {n} value(s) outside [{lo:g}, {hi:g}] degrees (found "
+                f"{np.nanmin(values[bad]):g}..{np.nanmax(values[bad]):g}, first at "
+                f"{_first_label(ds[name], bad) if ds[name].ndim else 'its only value'})"
+            )
+
+
+def calendar_of(ds: xr.Dataset) -> str | None:
+    """The calendar of ``ds.time``: ``"standard"`` for numpy datetimes, the cftime calendar otherwise."""
+    if "time" not in ds.variables or ds["time"].size == 0:
+        return None
+    t = ds["time"]
+    if t.dtype.kind == "M":
+        return "standard"
+    if t.dtype.kind == "O":
+        cal = getattr(t.values.flat[0], "calendar", None)
+        if cal in ("gregorian", "proleptic_gregorian"):
+            return "standard"
+        return str(cal) if cal else None
+    return None
 
 
 def _is_time_like(var: xr.DataArray) -> bool:
@@ -493,6 +603,7 @@ def open_dataset(
     engine: str | None = None,
     decode_times: bool = True,
     progress: bool | None = None,
+    check: bool = True,
 ) -> xr.Dataset:
     """Open one or many NetCDF / zarr files as one standardised dataset.
 
@@ -522,6 +633,9 @@ def open_dataset(
         Decode CF times (cftime for non-standard calendars).
     progress : bool, optional
         Progress bar over the files when there are more than 10 (default: ``HYDROML_PROGRESS``).
+    check : bool
+        Refuse latitudes/longitudes out of range (:func:`check_coords`) and undeclared missing-value sentinels
+        such as ``-999`` in the data (:func:`check_sentinels`; declare them with ``sentinels``).
 
     Returns
     -------
@@ -534,7 +648,8 @@ def open_dataset(
         A path does not exist.
     DataError
         Corrupt or truncated file, bad time axis, overlapping files that disagree, grids that do not match,
-        missing variable, empty period.
+        files with different calendars, missing variable, empty period, latitudes out of range, undeclared
+        sentinels.
 
     Examples
     --------
@@ -561,6 +676,8 @@ def open_dataset(
         check_time(ds, source=str(f))
         if latlon_file is not None:
             ds = _replace_latlon(ds, Path(latlon_file), source=str(f))
+        if check:
+            check_coords(ds, source=str(f))
         available |= set(map(str, ds.data_vars))
         if variables is not None:
             keep = [v for v in variables if v in ds.data_vars]
@@ -570,6 +687,13 @@ def open_dataset(
             ds = ds[keep]
         opened.append((f, ds))
     where = str(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0].name}, ...)"
+    calendars = {f.name: calendar_of(d) for f, d in opened}
+    if len({c for c in calendars.values() if c is not None}) > 1:
+        raise DataError(
+            "files with different calendars cannot be opened together: "
+            + ", ".join(f"{k}: {v}" for k, v in calendars.items())
+            + "; expected one calendar (convert with Dataset.convert_calendar first)"
+        )
     if variables is not None:
         missing = [v for v in variables if v not in available]
         if missing:
@@ -617,6 +741,8 @@ def open_dataset(
         k in v.attrs for v in out.data_vars.values() for k in ("fill_value", "FillValue")
     ):
         out = mask_sentinels(out, sentinels)
+    if check:
+        check_sentinels(out, source=where, declared=sentinels)
     out = select_time(out, time, source=where)
     out.attrs.setdefault("source_files", ", ".join(str(f) for f in files[:20]))
     return out

@@ -80,7 +80,7 @@ def _resolve_paths(path: str | Path) -> list[Path]:
     return files
 
 
-def open_netcdf(path: str | Path, chunks: Any = None) -> xr.Dataset:
+def open_netcdf(path: str | Path, chunks: Any = None, sentinels: Any = None) -> xr.Dataset:
     """Open one NetCDF file with CF decoding, standardised coordinates and non-CF fill values masked.
 
     Goes through :func:`hydroml.data.io.open_dataset`, so calendars, fill values and coordinate names are
@@ -92,6 +92,9 @@ def open_netcdf(path: str | Path, chunks: Any = None) -> xr.Dataset:
         The file.
     chunks : dict, "auto" or None
         ``None`` (default) loads the file into memory; otherwise dask chunks, and the data stay lazy.
+    sentinels : float, sequence or mapping, optional
+        Declared missing-value sentinels (masked to NaN); an undeclared ``-999``/``-9999`` is an error
+        (:func:`hydroml.data.io.check_sentinels`).
 
     Returns
     -------
@@ -99,7 +102,9 @@ def open_netcdf(path: str | Path, chunks: Any = None) -> xr.Dataset:
     """
     from hydroml.data.io import open_dataset
 
-    ds = open_dataset(path, chunks=chunks)
+    if sentinels is not None and not isinstance(sentinels, Mapping | list | tuple):
+        sentinels = [sentinels]
+    ds = open_dataset(path, chunks=chunks, sentinels=sentinels)
     return ds.load() if chunks is None else ds
 
 
@@ -329,7 +334,7 @@ def read_basin_netcdf(
         )
     parts = []
     for f in files:
-        ds = open_netcdf(f, chunks=chunks)
+        ds = open_netcdf(f, chunks=chunks, sentinels=missing_values)
         if variables is not None:
             missing = [v for v in variables if v not in ds.data_vars]
             if missing:
