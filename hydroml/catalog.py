@@ -264,14 +264,31 @@ class Entry:
             f" (product {spec['product']!r})" if spec["product"] else ""
         )
         base = data_root(root)
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        names = _template_fields(template, f"{where} ({self.source_file})")
         missing = names - {"root"} - set(fmt)
         if missing:
             raise CatalogError(f"{where}: path template {template!r} needs value(s) for {sorted(missing)}")
-        text = os.path.expandvars(os.path.expanduser(template.format(root=str(base), **fmt)))
+        for key, value in fmt.items():
+            text = str(value)
+            if "/" in text or "\\" in text or text in (".", "..") or text != text.strip() or "\0" in text:
+                raise CatalogError(
+                    f"{where}: value {text!r} for placeholder {{{key}}} of path template {template!r} is not "
+                    "allowed; expected a plain name (no '/', '\\' or '..')"
+                )
+        try:
+            text = os.path.expandvars(os.path.expanduser(template.format(root=str(base), **fmt)))
+        except (KeyError, IndexError, ValueError) as err:
+            raise CatalogError(f"{where}: cannot fill path template {template!r}: {err}") from None
         path = Path(text)
         if not path.is_absolute():
             path = base / path
+        inside = os.path.normpath(os.path.abspath(base))
+        resolved = os.path.normpath(os.path.abspath(path))
+        if resolved != inside and not resolved.startswith(inside.rstrip(os.sep) + os.sep):
+            raise CatalogError(
+                f"{where}: path {template!r} resolves to {resolved}, outside the data root {inside}; "
+                f"expected a path under the data root ({self.source_file})"
+            )
         exists = bool(glob.glob(str(path))) if any(c in str(path) for c in "*?[") else path.exists()
         if not exists:
             raise CatalogError(
@@ -351,10 +368,28 @@ def _check_type(value: Any, types: type | tuple, key: str, where: str, what: str
         raise CatalogError(f"{where}: key {key!r} must be {what}, found {type(value).__name__} {value!r}")
 
 
+def _template_fields(template: str, where: str) -> set[str]:
+    """Placeholder names of a path template; an unbalanced ``{`` / ``}`` is a :class:`CatalogError`."""
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as err:
+        raise CatalogError(
+            f"{where}: path template {template!r} is not valid ({err}); expected placeholders like "
+            "'{root}/data/{basin}.nc' with balanced braces (write '{{' for a literal brace)"
+        ) from None
+
+
 def _validate_part(spec: Mapping, where: str) -> None:
     for key in ("description", "reader", "path", "notes"):
         if key in spec and spec[key] is not None:
             _check_type(spec[key], str, key, where, "a string")
+    if spec.get("path") is not None:
+        for f in _template_fields(spec["path"], where):
+            if not f.isidentifier():
+                raise CatalogError(
+                    f"{where}: path template {spec['path']!r} has placeholder {{{f}}}; expected names such as "
+                    "{root} or {basin}"
+                )
     if spec.get("reader_options") is not None:
         _check_type(spec["reader_options"], dict, "reader_options", where, "a mapping")
     if spec.get("variables") is not None:
@@ -573,18 +608,38 @@ def open(  # noqa: A001 - the catalog's verb
     return _open_entry(entry, root=root, product=product, convert=convert, period=period, **kwargs)
 
 
+def _check_reader_options(reader: Any, name: str, options: Mapping, where: str) -> None:
+    """Refuse options the reader does not take, naming them and the valid ones."""
+    import inspect
+
+    params = list(inspect.signature(reader).parameters.values())[1:]
+    valid = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    forwards = getattr(reader, "forwards", None)
+    if forwards is not None:
+        valid += [v for v in forwards() if v not in valid]
+    elif any(p.kind is p.VAR_KEYWORD for p in params) and not valid:
+        return
+    bad = [k for k in options if k not in valid]
+    if bad:
+        close = difflib.get_close_matches(str(bad[0]), valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise CatalogError(
+            f"{where}: unknown reader option(s) {bad} for reader {name!r}{hint}; valid options: "
+            f"{', '.join(valid) or 'none'}"
+        )
+
+
 def _open_entry(entry: Entry, root=None, product=None, convert: bool = True, period=None, **kwargs: Any):
     from hydroml.data.readers import get_reader
 
     spec = entry.resolve(product)
-    placeholders = (
-        {f for _, f, _, _ in string.Formatter().parse(spec["path"]) if f} if spec["path"] else set()
-    )
+    placeholders = _template_fields(spec["path"], str(entry.source_file)) if spec["path"] else set()
     fmt = {k: kwargs.pop(k) for k in list(kwargs) if k in placeholders}
     path = entry.resolve_path(root, spec["product"], **fmt)
     reader = get_reader(spec["reader"])
     options = {**spec["reader_options"], **kwargs}
     label = entry.name + (f"[{spec['product']}]" if spec["product"] else "")
+    _check_reader_options(reader, spec["reader"], options, f"catalog entry {label!r} ({entry.source_file})")
     log.info("opening %s with reader %r from %s", label, spec["reader"], path)
     ds = reader(path, **options)
     if period is not None:

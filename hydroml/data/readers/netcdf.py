@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ def read_netcdf(
         :func:`hydroml.data.time.to_monthly` labels months.
     **options
         Keywords of :func:`~hydroml.data.io.open_dataset` (``variables``, ``time``, ``sentinels``, ``rename``,
-        ``latlon_file`` (relative to the folder of ``path``), ``chunks``...).
+        ``latlon_file`` (relative to the folder of ``path``), ``chunks``...); ``missing_values`` is accepted
+        as another name of ``sentinels``, as in the other readers.
 
     Returns
     -------
@@ -39,6 +41,10 @@ def read_netcdf(
 
     path = Path(path)
     target: Any = [path / f for f in files] if files else path
+    if "missing_values" in options:
+        if options.get("sentinels") is not None:
+            raise DataError(f"{path}: reader options 'sentinels' and 'missing_values' both given; use one")
+        options["sentinels"] = options.pop("missing_values")
     latlon = options.pop("latlon_file", None)
     if latlon is not None:
         latlon = Path(latlon)
@@ -48,6 +54,15 @@ def read_netcdf(
     if time_label is not None:
         ds = _relabel(ds, time_label, str(path))
     return ds
+
+
+def _forwarded_options() -> list[str]:
+    from hydroml.data.io import open_dataset
+
+    return ["missing_values"] + [n for n in inspect.signature(open_dataset).parameters if n != "paths"]
+
+
+read_netcdf.forwards = _forwarded_options  # options passed on to open_dataset (checked by hydroml.catalog)
 
 
 def _relabel(ds: xr.Dataset, time_label: str, source: str) -> xr.Dataset:
