@@ -225,6 +225,8 @@ def test_hvp_of_lstm_with_and_without_checkpointing_equals_explicit_hessian():
     explicit = _explicit_hessian(model, loss, (x, y)).numpy()
     plain = HessianOperator(model, loss, [(x, y)]).dense().numpy()
     np.testing.assert_allclose(plain, explicit, rtol=0, atol=1e-10)
+    forward_over_reverse = HessianOperator(model, loss, [(x, y)], method="func").dense().numpy()
+    np.testing.assert_allclose(forward_over_reverse, explicit, rtol=0, atol=1e-10)
     model.set_checkpoint_schedule(4)  # three time chunks, recomputed in the double backward
     chunked = HessianOperator(model, loss, [(x, y)]).dense().numpy()
     np.testing.assert_allclose(chunked, explicit, rtol=0, atol=1e-10)
@@ -370,3 +372,15 @@ def test_cli_diagnose_and_plots(run_dir, tmp_path, capsys):
         assert ax.has_data()
     with pytest.raises(ConfigError, match="no checkpoint for epoch"):
         diagnose_run(run_dir, epochs=[7])
+
+
+def test_run_without_per_epoch_checkpoints_uses_final_weights(run_dir, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("checkpoints"))
+    assert list_checkpoints(bare) == [(2, bare / "model.safetensors")]
+    (bare / "model.safetensors").unlink()
+    assert list_checkpoints(bare) == []
+    with pytest.raises(FileNotFoundError, match="no weights yet"):
+        diagnose_run(bare)

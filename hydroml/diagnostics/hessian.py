@@ -72,8 +72,8 @@ class HessianOperator:
         The parameters (default: all that require gradients).
     method : {"double_backward", "func"}
         ``"double_backward"``: ``torch.autograd.grad`` twice; ``"func"``: ``torch.func.jvp`` of
-        ``torch.func.grad`` (forward-over-reverse; needs forward-mode AD for every operation, which
-        ``nn.LSTM`` on CPU lacks).
+        ``torch.func.grad`` (forward-over-reverse; needs forward-mode AD for every operation: ``nn.LSTM`` on
+        CPU has it, the result equals double backward to round-off in ``tests/test_diagnostics.py``).
 
     Attributes
     ----------
