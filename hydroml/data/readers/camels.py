@@ -36,7 +36,15 @@ import xarray as xr
 
 from hydroml._progress import tqdm
 from hydroml.data.readers import register_reader
-from hydroml.data.readers._common import add_statics, join_attribute_tables, select_attributes, select_basins
+from hydroml.data.readers._common import (
+    add_statics,
+    dates_from_columns,
+    join_attribute_tables,
+    numeric_columns,
+    read_table,
+    select_attributes,
+    select_basins,
+)
 from hydroml.exceptions import DataError
 
 log = logging.getLogger("hydroml.data")
@@ -92,15 +100,25 @@ def read_forcing_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, float],
         Unit of each column.
     """
     path = Path(path)
-    with open(path) as fh:
-        head = [fh.readline() for _ in range(3)]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = [fh.readline() for _ in range(3)]
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not a CAMELS-US forcing text file (not UTF-8/ASCII: {err.reason})"
+        ) from None
     try:
         lat, elev, area_m2 = (float(h.strip()) for h in head)
     except ValueError as err:
         raise DataError(
             f"{path}: expected 3 header lines (latitude, elevation, area in m2), found {head!r}"
         ) from err
-    df = pd.read_csv(path, sep=r"\s+", skiprows=3)
+    if not (-90 <= lat <= 90) or not area_m2 > 0:
+        raise DataError(
+            f"{path}: header latitude {lat:g} (expected -90..90) or area {area_m2:g} m2 (expected > 0) is impossible"
+        )
+    layout = "a header 'Year Mnth Day Hr dayl(s) prcp(mm/day) ...' then one row of numbers per day"
+    df = read_table(path, layout, sep=r"\s+", skiprows=3, dtype=str)
     names, units = {}, {}
     for col in df.columns:
         m = re.fullmatch(r"([A-Za-z_]+)\((.*)\)", col)
@@ -112,8 +130,15 @@ def read_forcing_file(path: str | Path) -> tuple[pd.DataFrame, dict[str, float],
     missing = [c for c in date_cols.values() if c not in df.columns]
     if missing:
         raise DataError(f"{path}: date columns {missing} not found; columns are {list(df.columns)}")
-    index = pd.to_datetime({k: df[v] for k, v in date_cols.items()})
-    frame = df[list(names)].rename(columns=names).astype("float64")
+    short = df.isna().any(axis=1).to_numpy()
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        raise DataError(
+            f"{path}, line {i + 5}: row has {int(df.iloc[i].notna().sum())} field(s), expected {len(df.columns)} "
+            f"({' '.join(df.columns)})"
+        )
+    index = dates_from_columns(df, date_cols, path, first_line=5)
+    frame = numeric_columns(df, list(names), path, first_line=5)[list(names)].rename(columns=names)
     frame.index = pd.DatetimeIndex(index, name="time")
     if frame.index.has_duplicates:
         dup = frame.index[frame.index.duplicated()]
@@ -135,16 +160,26 @@ def read_streamflow_file(path: str | Path) -> pd.DataFrame:
         Indexed by date with ``streamflow`` (ft3 s-1, ``-999`` replaced by NaN) and ``streamflow_qc`` (flag).
     """
     path = Path(path)
-    df = pd.read_csv(
+    layout = "rows 'gauge_id year month day discharge flag' (e.g. '01013500 1980 01 01 655.00 A')"
+    df = read_table(
         path,
+        layout,
         sep=r"\s+",
         header=None,
         names=["gauge_id", "year", "month", "day", "streamflow", "streamflow_qc"],
-        dtype={"gauge_id": str, "streamflow_qc": str},
+        dtype=str,
     )
     if df.empty:
-        raise DataError(f"{path}: no data rows")
-    index = pd.to_datetime(df[["year", "month", "day"]])
+        raise DataError(f"{path}: no data rows; expected {layout}")
+    short = df[["gauge_id", "year", "month", "day", "streamflow"]].isna().any(axis=1).to_numpy()
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        found = " ".join(str(v) for v in df.iloc[i].dropna())
+        raise DataError(
+            f"{path}, line {i + 1}: short row {found!r} ({int(short.sum())} such row(s)); expected {layout}"
+        )
+    index = dates_from_columns(df, {"year": "year", "month": "month", "day": "day"}, path, first_line=1)
+    df = numeric_columns(df, ["streamflow"], path, first_line=1, what="a discharge in ft3 s-1 (or -999)")
     q = df["streamflow"].astype("float64")
     q = q.where(q != STREAMFLOW_MISSING)
     out = pd.DataFrame(

@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from hydroml.data.readers import register_reader
+from hydroml.data.readers._common import detect_encoding, numeric_columns, read_table
 from hydroml.exceptions import DataError
 
 log = logging.getLogger("hydroml.data")
@@ -97,6 +98,7 @@ def read_station_csv(
     units: Mapping[str, str] | None = None,
     dim: str = "basin",
     comment: str | None = None,
+    encoding: str | None = None,
     **options,
 ) -> xr.Dataset:
     """Read station (gauge or weather station) CSV tables into a ``(dim, time)`` Dataset.
@@ -126,13 +128,18 @@ def read_station_csv(
         Name of the station dimension (``basin`` by default).
     comment : str, optional
         Lines starting with this character are skipped.
+    encoding : str, optional
+        Text encoding; by default detected (UTF-8, UTF-16 with or without a byte-order mark, else latin-1,
+        logged). A file that does not decode with a given encoding is an error naming the line.
     **options
         Unknown options are an error.
 
     Returns
     -------
     xarray.Dataset
-        Variables on ``(dim, time)``, string ids; duplicated dates raise :class:`~hydroml.exceptions.DataError`.
+        Variables on ``(dim, time)``, string ids; duplicated dates, ragged rows, cells that are not numbers
+        and undeclared ``-999``/``-9999`` sentinels raise :class:`~hydroml.exceptions.DataError` naming the
+        file (and line).
     """
     if options:
         raise DataError(f"station_csv: unknown reader options {sorted(options)}")
@@ -144,10 +151,20 @@ def read_station_csv(
         if missing_values is None
         else ([missing_values] if np.isscalar(missing_values) else missing_values)
     )
+    try:
+        na = [float(v) for v in na]
+    except (TypeError, ValueError):
+        raise DataError(f"station_csv: missing_values must be numbers, found {missing_values!r}") from None
     frames: dict[str, pd.DataFrame] = {}
     for f in files:
-        df = pd.read_csv(
-            f, sep=sep, comment=comment, na_values=[str(v) for v in na] + na, skipinitialspace=True
+        df = read_table(
+            f,
+            f"a {sep!r}-separated table with a header row, a {date_column!r} column and numeric value columns",
+            sep=sep,
+            comment=comment,
+            na_values=[str(v) for v in na] + [f"{v:g}" for v in na],
+            skipinitialspace=True,
+            encoding=detect_encoding(f, encoding),
         )
         df.columns = [str(c).strip() for c in df.columns]
         need = [date_column] + ([id_column] if id_column else []) + list(columns or [])
@@ -165,12 +182,13 @@ def read_station_csv(
             value_cols = list(columns) if columns else list(g.select_dtypes("number").columns)
             if not value_cols:
                 raise DataError(f"{f}: no numeric value column; columns are {list(g.columns)}")
-            g = g[value_cols]
-            bad = [c for c in value_cols if not pd.api.types.is_numeric_dtype(g[c])]
-            if bad:
-                raise DataError(
-                    f"{f}: columns {bad} are not numeric (a sentinel missing from missing_values?)"
-                )
+            g = numeric_columns(
+                g[value_cols],
+                value_cols,
+                f,
+                first_line=2,
+                what="a number (a sentinel missing from missing_values?)",
+            )
             key = sid if sid is not None else (station_id or f.stem)
             if g.index.has_duplicates:
                 dup = g.index[g.index.duplicated()][0]
@@ -179,6 +197,9 @@ def read_station_csv(
                 raise DataError(f"{f}: station {key!r} appears in more than one file")
             frames[key] = g.sort_index()
     ds = frames_to_dataset(frames, dim=dim, units=units)
+    from hydroml.data.io import check_sentinels
+
+    check_sentinels(ds, source=str(files[0]) if len(files) == 1 else str(path), declared=na)
     ds.attrs["source_path"] = str(path)
     return ds
 
@@ -257,26 +278,39 @@ def read_knmi(
                     break
         if header_line is None:
             raise DataError(f"{f}: no KNMI column header line ('# STN,YYYYMMDD,...') found")
-        df = pd.read_csv(
+        layout = "KNMI daily rows 'STN,YYYYMMDD,...' of integers after the '# STN,YYYYMMDD' header"
+        df = read_table(
             f,
+            layout,
             skiprows=header_line + 1,
             header=None,
             names=names,
             skipinitialspace=True,
             na_values=[""],
             encoding="latin-1",
-            dtype={"YYYYMMDD": str},
+            dtype=str,
         )
         df = df.dropna(how="all")
-        dates = pd.to_datetime(df.pop("YYYYMMDD").str.strip(), format="%Y%m%d")
-        stations = df.pop("STN").astype(int).astype(str)
+        if "YYYYMMDD" not in df.columns or "STN" not in df.columns:
+            raise DataError(f"{f}: KNMI header has no STN / YYYYMMDD column; columns are {names}")
+        first = header_line + 2
+        dates = pd.to_datetime(df.pop("YYYYMMDD").str.strip(), format="%Y%m%d", errors="coerce")
+        if dates.isna().any():
+            i = int(np.flatnonzero(dates.isna().to_numpy())[0])
+            raise DataError(f"{f}, line {first + i}: YYYYMMDD is not a date; expected {layout}")
+        stations = numeric_columns(df[["STN"]], ["STN"], f, first_line=first, what="a station number")["STN"]
+        if stations.isna().any():
+            i = int(np.flatnonzero(stations.isna().to_numpy())[0])
+            raise DataError(f"{f}, line {first + i}: no station number (STN); expected {layout}")
+        stations = stations.astype(int).astype(str)
+        df = df.drop(columns=["STN"])
+        df = numeric_columns(df, list(df.columns), f, first_line=first, what="an integer (KNMI code)")
         df.index = pd.DatetimeIndex(dates, name="time")
         if columns is not None:
             absent = [c for c in columns if c not in df.columns]
             if absent:
                 raise DataError(f"{f}: KNMI columns {absent} not found; available: {list(df.columns)}")
             df = df[list(columns)]
-        df = df.astype("float64")
         for col in df.columns:
             if col in KNMI_TRACE:
                 n = int((df[col] == -1).sum())
