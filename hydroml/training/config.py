@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import re
 import types
@@ -292,11 +293,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, str):
             try:
-                return float(value)  # YAML reads "1e-3" as a string
+                value = float(value)  # YAML reads "1e-3" as a string
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, found {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{where}: expected a finite number, found {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -381,10 +384,28 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: expected >= {low}, found {value}")
     if d.predict_last_n > d.seq_len:
         raise ConfigError(f"data.predict_last_n ({d.predict_last_n}) exceeds data.seq_len ({d.seq_len})")
-    if cfg.optimiser.lr <= 0:
-        raise ConfigError(f"optimiser.lr: expected > 0, found {cfg.optimiser.lr}")
-    if len(cfg.optimiser.betas) != 2:
-        raise ConfigError(f"optimiser.betas: expected two numbers, found {cfg.optimiser.betas!r}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed: expected an integer in [0, 2**32 - 1], found {cfg.seed}")
+    o, sc, es = cfg.optimiser, cfg.schedule, cfg.early_stopping
+    if o.lr <= 0:
+        raise ConfigError(f"optimiser.lr: expected > 0, found {o.lr}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optimiser.weight_decay: expected >= 0, found {o.weight_decay}")
+    if len(o.betas) != 2:
+        raise ConfigError(f"optimiser.betas: expected two numbers, found {o.betas!r}")
+    for i, b in enumerate(o.betas):
+        if not 0 <= b < 1:
+            raise ConfigError(f"optimiser.betas[{i}]: expected a number in [0, 1), found {b}")
+    if sc.gamma <= 0:
+        raise ConfigError(
+            f"schedule.gamma: expected > 0 (the factor applied to the learning rate), found {sc.gamma}"
+        )
+    if sc.min_lr < 0:
+        raise ConfigError(f"schedule.min_lr: expected >= 0, found {sc.min_lr}")
+    if sc.name == "cosine" and sc.min_lr > o.lr:
+        raise ConfigError(f"schedule.min_lr: expected <= optimiser.lr ({o.lr}), found {sc.min_lr}")
+    if es.min_delta < 0:
+        raise ConfigError(f"early_stopping.min_delta: expected >= 0, found {es.min_delta}")
     if cfg.train.threads is not None and cfg.train.threads < 1:
         raise ConfigError(f"train.threads: expected >= 1 or null, found {cfg.train.threads}")
     if cfg.train.clip_grad_norm is not None and cfg.train.clip_grad_norm <= 0:
@@ -413,6 +434,7 @@ def _validate_model_params(cfg: Config) -> None:
     sig = inspect.signature(_REGISTRY[cfg.model.name])
     params = sig.parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        _check_model_ranges(cfg.model.params)
         return
     valid = [n for n in params if n not in _DATA_FILLED]
     bad = [k for k in cfg.model.params if k not in valid]
@@ -421,6 +443,56 @@ def _validate_model_params(cfg: Config) -> None:
             f"unknown key{'s' if len(bad) > 1 else ''} {', '.join(repr(k) for k in bad)} in section 'model' "
             f"(model {cfg.model.name!r}); valid keys: name, {', '.join(valid)}"
         )
+    for key, value in cfg.model.params.items():
+        if key in _DATA_FILLED:
+            raise ConfigError(f"model.{key}: filled in from the data section; remove it from the config")
+        tp = _annotation_type(params[key].annotation)
+        if tp is not None:
+            cfg.model.params[key] = _convert(value, tp, f"model.{key}")
+    _check_model_ranges(cfg.model.params)
+
+
+_SIMPLE_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+#: Model parameters that count something (at least 1) or are probabilities (in [0, 1)).
+_POSITIVE_INTS = (
+    "hidden_size",
+    "num_layers",
+    "embedding_size",
+    "channels",
+    "base_channels",
+    "depth",
+    "kernel_size",
+)
+_PROBABILITIES = ("dropout",)
+
+
+def _annotation_type(annotation: Any) -> Any:
+    """``int``, ``float | None``... from a factory's annotation (a string under ``from __future__ import
+    annotations``); None when it names anything else (then the model checks the value itself)."""
+    if isinstance(annotation, str):
+        names = [a.strip() for a in annotation.split("|")]
+        if not names or any(n not in _SIMPLE_TYPES for n in names):
+            return None
+        types_ = [_SIMPLE_TYPES[n] for n in names]
+    elif annotation in _SIMPLE_TYPES.values():
+        types_ = [annotation]
+    else:
+        return None
+    if len(types_) == 1:
+        return types_[0]
+    return typing.Union[tuple(types_)]  # noqa: UP007 - built at run time
+
+
+def _check_model_ranges(params: dict[str, Any]) -> None:
+    for key, value in params.items():
+        if value is None or isinstance(value, bool):
+            continue
+        if key in _POSITIVE_INTS or key.endswith("_size") and isinstance(value, int):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{key}: expected an integer >= 1, found {value!r}")
+        if key in _PROBABILITIES or key.endswith("_dropout"):
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ConfigError(f"model.{key}: expected a probability in [0, 1), found {value!r}")
 
 
 def parse_bytes(value: str | int | float, where: str = "memory_budget") -> int:
