@@ -12,7 +12,9 @@ Three workloads, each variant timed in the same process after the same warm-up r
 - ``unet_tiled``: :func:`hydroml.memory.tiled_predict` of the zoo U-Net (``unet.demo_evaporation``, 11 channels)
   over a ``--size`` x ``--size`` grid in tiles of ``--tile``. Variants: ``eager``, ``compiled``, ``onnxruntime``.
 
-For each variant: ``first_s`` (the first call: tracing, compilation and session creation included; for
+Timing: every variant's first call is made, then ``--reps`` rounds call each variant once in turn (so a change
+of load on the shared machine hits all alike); Inductor compiles cold, into a fresh cache folder, unless
+``--warm-cache``. For each variant: ``first_s`` (the first call: tracing, compilation and session creation included; for
 ONNX Runtime the export too), ``call_s`` (median of ``--reps`` later calls), ``speedup`` (eager ``call_s`` /
 ``call_s``), ``overhead_s`` (``first_s - call_s``: what compilation costs once) and ``break_even_calls``
 (``overhead_s`` over the time saved per call, relative to the eager first call's overhead; ``never`` when the
@@ -32,28 +34,44 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 
-import numpy as np
-import torch
+# Cold compilation unless --warm-cache: Inductor reuses kernels compiled by earlier processes from its on-disk
+# cache, which would hide the compile time a user pays once per machine and shape.
+if "--warm-cache" not in sys.argv:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="hydroml_bench_inductor_")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
 
-def _timed(fn: Callable[[], object], reps: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(reps):
+def _interleaved(
+    calls: dict[str, tuple[float, Callable[[], object]]], reps: int
+) -> dict[str, tuple[float, float]]:
+    """``{variant: (first_s, median call_s)}``: each variant's first call (plus its preparation time ``prep``),
+    then ``reps`` rounds that call every variant once in turn, so load changes on a shared machine hit every
+    variant alike."""
+    first: dict[str, float] = {}
+    for variant, (prep, fn) in calls.items():
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+        first[variant] = prep + time.perf_counter() - t0
+    times: dict[str, list[float]] = {v: [] for v in calls}
+    for _ in range(reps):
+        for variant, (_, fn) in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[variant].append(time.perf_counter() - t0)
+    return {v: (first[v], statistics.median(times[v])) for v in calls}
 
 
 def _rows(workload: str, results: dict[str, tuple[float, float]], extra: dict) -> list[dict]:
@@ -91,11 +109,10 @@ def bench_lstm_train(args, variants: list[str]) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, args.seq, 5, generator=g)
     y = torch.randn(args.batch, 1, generator=g)
-    results = {}
+    calls = {}
     for variant in variants:
         if variant not in ("eager", "compiled", "fused", "fused+compiled"):
             continue
-        torch._dynamo.reset()
         torch.manual_seed(0)
         kernel = "fused" if variant.startswith("fused") else "native"
         model = create("lstm", n_dynamic=5, n_targets=1, hidden_size=args.hidden, kernel=kernel).train()
@@ -108,7 +125,8 @@ def bench_lstm_train(args, variants: list[str]) -> list[dict]:
             loss.backward()
             opt.step()
 
-        results[variant] = _timed(step, args.reps)
+        calls[variant] = (0.0, step)
+    results = _interleaved(calls, args.reps)
     extra = {"batch": args.batch, "seq": args.seq, "hidden": args.hidden, "basins": None, "size": None}
     return _rows("lstm_train", results, extra)
 
@@ -134,11 +152,10 @@ def bench_lstm_stateful(args, variants: list[str]) -> list[dict]:
     for basins in args.basins:
         g = torch.Generator().manual_seed(basins)
         chunks = [torch.randn(basins, args.chunk, 5, generator=g) for _ in range(args.chunks)]
-        results = {}
+        calls = {}
         for variant in variants:
             if variant not in ("eager", "compiled", "torchscript", "onnxruntime"):
                 continue
-            torch._dynamo.reset()
             t0 = time.perf_counter()
             if variant == "compiled":
                 run = compile_model(model, name="lstm")
@@ -159,8 +176,8 @@ def bench_lstm_stateful(args, variants: list[str]) -> list[dict]:
                     out = run({"x_dynamic": c} if state is None else {"x_dynamic": c, "state": state})
                     state = out["state"]
 
-            first, call = _timed(period, args.reps)
-            results[variant] = (first + prep, call)
+            calls[variant] = (prep, period)
+        results = _interleaved(calls, args.reps)
         extra = {
             "basins": basins,
             "chunk": args.chunk,
@@ -182,11 +199,10 @@ def bench_unet_tiled(args, variants: list[str]) -> list[dict]:
     rf = model.receptive_field()
     c = model.card.model_params["in_channels"]
     x = torch.randn(c, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    results = {}
+    calls = {}
     for variant in variants:
         if variant not in ("eager", "compiled", "onnxruntime"):
             continue
-        torch._dynamo.reset()
         t0 = time.perf_counter()
         if variant == "compiled":
             run = compile_model(model, name="unet")
@@ -201,8 +217,8 @@ def bench_unet_tiled(args, variants: list[str]) -> list[dict]:
         def predict(run=run) -> None:
             tiled_predict(run, x, tile=args.tile, halo=rf.halo, stride=rf.stride, progress=False)
 
-        first, call = _timed(predict, args.reps)
-        results[variant] = (first + prep, call)
+        calls[variant] = (prep, predict)
+    results = _interleaved(calls, args.reps)
     return _rows("unet_tiled", results, {"size": args.size, "tile": args.tile, "basins": None})
 
 
@@ -220,6 +236,7 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=10, help="calls per stateful period")
     p.add_argument("--size", type=int, default=2048, help="U-Net grid side (the issue's figure is 8192)")
     p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--warm-cache", action="store_true", help="reuse Inductor's on-disk cache (default: cold)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     args.basins = [int(b) for b in args.basins.split(",")]
