@@ -88,13 +88,13 @@ def make_camels_like(
     for name in names[1:]:
         noise = rng.standard_normal((n_basins, nt), dtype=f32)
         if name == "rsds":
-            data[name] = f32(180) + f32(90) * season - f32(40) * wet + f32(15) * noise
+            data[name] = np.maximum(f32(180) + f32(90) * season - f32(40) * wet + f32(15) * noise, f32(0))
         elif name == "tasmax":
             data[name] = f32(16) + f32(10) * season * basin_scale + f32(3) * noise
         elif name == "tasmin":
             data[name] = f32(4) + f32(9) * season * basin_scale + f32(3) * noise
         elif name == "vp":
-            data[name] = f32(1100) + f32(500) * season + f32(150) * noise
+            data[name] = np.maximum(f32(1100) + f32(500) * season + f32(150) * noise, f32(50))
         else:
             data[name] = noise
     # discharge: linear reservoir of the precipitation with a basin-specific recession
@@ -130,7 +130,22 @@ def make_camels_like(
         else:
             v = rng.normal(0, 1, n_basins)
         ds[name] = ("basin", v.astype(dtype))
+    for name in ds.data_vars:  # units, as real files carry them (hydroml's opener refuses variables without)
+        ds[name].attrs["units"] = _UNITS.get(name, "1")
     return ds
+
+
+_UNITS = {
+    "pr": "mm/day",
+    "rsds": "W m-2",
+    "tasmax": "degC",
+    "tasmin": "degC",
+    "vp": "Pa",
+    TARGET: "mm/day",
+    "area_km2": "km2",
+    "p_mean": "mm/day",
+    "elev_mean": "m",
+}
 
 
 def write_generic_dataset(ds: xr.Dataset, root: str | os.PathLike, basin_file: str = "basins.txt") -> Path:
