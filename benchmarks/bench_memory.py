@@ -27,8 +27,9 @@ training on 1440 x 720: whole grid against two-pass tiled, gradients compared).
 
 Usage::
 
-    python benchmarks/bench_memory.py            # table
-    python benchmarks/bench_memory.py --json     # plus one JSON object per line
+    python benchmarks/bench_memory.py            # default shapes (under 10 minutes), rows streamed, then a table
+    python benchmarks/bench_memory.py --json     # plus one JSON object per line, each printed as it is measured
+    python benchmarks/bench_memory.py --full     # the issue-5 full shapes (about half an hour on 2 cores)
     python benchmarks/bench_memory.py --quick    # small sizes (a minute or two)
     python benchmarks/bench_memory.py --cases lstm unet
 """
@@ -71,6 +72,19 @@ FULL = {
         "catchments": 300,
     },
 }
+# the default run (issue 17: under 10 minutes on a loaded 2-core machine) keeps every shape that sets a ratio and
+# shrinks only what the ratio does not depend on: the LSTM keeps seq 365 (the sqrt(n) segment count) and hidden 256
+# (the GEMM shapes), halves the batch (every kept activation is batch x hidden: kept-bytes ratios do not move); the
+# unet keeps depth, widths and channels at a quarter of the pixels and half the batch (every activation is
+# batch x H x W x width: the 4x-at-budget ratio is pixel-count free); tiled inference keeps the 1536 tile (the tiled
+# peak is one tile window plus its halo and the model, the output goes to a file: it does not grow with the grid)
+# on a 4096^2 grid; the catchment case keeps the global 0.25-degree grid and its tile with 8 months per step
+DEFAULT = {
+    "lstm": {**FULL["lstm"], "batch": 128},
+    "unet": {**FULL["unet"], "batch": 4, "size": 256},
+    "tiled": {**FULL["tiled"], "size": 4096, "fit_sizes": [2048]},
+    "catchment": {**FULL["catchment"], "months": 8},
+}
 QUICK = {
     "lstm": {"batch": 64, "seq": 120, "hidden": 128, "n_in": 25, "chunk": 4, "steps": 1},
     "unet": {"batch": 2, "size": 256, "channels": 12, "width": 8, "depth": 4, "steps": 1},
@@ -87,6 +101,7 @@ QUICK = {
         "catchments": 100,
     },
 }
+SIZES = {"quick": QUICK, "default": DEFAULT, "full": FULL}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -541,7 +556,7 @@ def worker(args: argparse.Namespace) -> None:
     # denormal gradients slow LSTM backward up to 8x on some CPUs; hydroml's trainer flushes them
     # (train.flush_denormal), so every run here does too, checkpointed or not: step-time ratios stay fair
     flush = torch.set_flush_denormal(True)
-    sz = (QUICK if args.quick else FULL)[args.case]
+    sz = SIZES[args.sizes][args.case]
     workdir = Path(args.workdir)
     global _WORKDIR
     _WORKDIR = workdir
@@ -572,7 +587,7 @@ def worker(args: argparse.Namespace) -> None:
 def _run(
     case: str,
     method: str,
-    quick: bool,
+    sizes: str,
     workdir: Path,
     budget: int | None = None,
     size: int | None = None,
@@ -590,8 +605,7 @@ def _run(
         "--workdir",
         str(workdir),
     ]
-    if quick:
-        cmd.append("--quick")
+    cmd += ["--sizes", sizes]
     if arm is not None:
         cmd += ["--arm", arm]
     if rounds is not None:
@@ -622,7 +636,12 @@ def _fmt_bytes(n) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", action="store_true", help="also print one JSON object per measurement")
-    p.add_argument("--quick", action="store_true", help="small sizes")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--full", action="store_const", dest="sizes", const="full", help="the issue-5 full shapes")
+    g.add_argument(
+        "--quick", action="store_const", dest="sizes", const="quick", help="small sizes (smoke test)"
+    )
+    g.add_argument("--sizes", choices=sorted(SIZES), help=argparse.SUPPRESS)
     p.add_argument("--cases", nargs="+", default=["lstm", "unet", "tiled", "catchment"])
     p.add_argument("--workdir", default=None, help="where input files go (default: a temporary directory)")
     p.add_argument("--no-reversible", action="store_true", help="skip the unet's reversible rows")
@@ -634,6 +653,7 @@ def main(argv=None) -> int:
     p.add_argument("--arm", default="plan", help=argparse.SUPPRESS)
     p.add_argument("--rounds", type=int, default=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.sizes = args.sizes or "default"
     global ROUNDS
     ROUNDS = max(1, args.rounds)
     if args.worker:
@@ -646,53 +666,56 @@ def main(argv=None) -> int:
     else:
         workdir = Path(args.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-    sizes = QUICK if args.quick else FULL
+    sizes = SIZES[args.sizes]
     results = []
 
-    def add(res):
+    def add(
+        res,
+    ):  # each row goes to stdout (flushed) as soon as it is measured; the full table follows at the end
         results.append(res)
-        msg = {k: v for k, v in res.items() if k != "schedule"}
-        sys.stderr.write(f"  {json.dumps(msg)}\n")
+        print("| " + " | ".join(_row(res)) + " |", flush=True)
+        if args.json:
+            print(json.dumps(res), flush=True)
 
     t_start = time.perf_counter()
     if "lstm" in args.cases:
-        _run("lstm", "profile", args.quick, workdir)
-        none = _run("lstm", "none", args.quick, workdir)
+        _run("lstm", "profile", args.sizes, workdir)
+        none = _run("lstm", "none", args.sizes, workdir)
         add(none)
-        sq = _run("lstm", "sqrt", args.quick, workdir)
+        sq = _run("lstm", "sqrt", args.sizes, workdir)
         add(sq)
         base = none.get("peak_saved_bytes") or 1
         budgets = [sq.get("predicted_peak_bytes"), base // 16, -1]  # -1: the smallest budget that fits
         for b in budgets:
             if b:
-                r = _run("lstm", "plan", args.quick, workdir, budget=b)
+                r = _run("lstm", "plan", args.sizes, workdir, budget=b)
                 add(r)
                 if b == base // 16 or b == -1:  # step-time ratio, none and plan alternated in one process
-                    add(_run("lstm", "alternate", args.quick, workdir, budget=b))
+                    add(_run("lstm", "alternate", args.sizes, workdir, budget=b))
     if "unet" in args.cases:
-        _run("unet", "profile", args.quick, workdir)  # plain stages (sqrt)
-        _run("unet", "profile_lean", args.quick, workdir)  # lean stages (plan)
-        none = _run("unet", "none", args.quick, workdir)
+        _run("unet", "profile", args.sizes, workdir)  # plain stages (sqrt)
+        _run("unet", "profile_lean", args.sizes, workdir)  # lean stages (plan)
+        none = _run("unet", "none", args.sizes, workdir)
         add(none)
-        add(_run("unet", "sqrt", args.quick, workdir))
-        add(_run("unet", "lean", args.quick, workdir))
+        add(_run("unet", "sqrt", args.sizes, workdir))
+        add(_run("unet", "lean", args.sizes, workdir))
         base = none.get("peak_saved_bytes") or 1
         for frac in (3, 4, 5):  # 1/4: the issue's target (>= 4x less kept)
-            add(_run("unet", "plan", args.quick, workdir, budget=base // frac))
-        add(_run("unet", "plan", args.quick, workdir, budget=-1))  # -1: the smallest budget that fits
+            add(_run("unet", "plan", args.sizes, workdir, budget=base // frac))
+        add(_run("unet", "plan", args.sizes, workdir, budget=-1))  # -1: the smallest budget that fits
         # step-time ratios, none and the arm alternated in one process: lean alone, the plan at 1/4
-        add(_run("unet", "alternate", args.quick, workdir, arm="lean", rounds=5))
-        add(_run("unet", "alternate", args.quick, workdir, budget=base // 4, arm="plan", rounds=5))
+        add(_run("unet", "alternate", args.sizes, workdir, arm="lean", rounds=5))
+        add(_run("unet", "alternate", args.sizes, workdir, budget=base // 4, arm="plan", rounds=5))
         if not args.no_reversible:
-            add(_run("unet", "reversible_stored", args.quick, workdir))
-            add(_run("unet", "reversible", args.quick, workdir))
+            add(_run("unet", "reversible_stored", args.sizes, workdir))
+            add(_run("unet", "reversible", args.sizes, workdir))
     if "tiled" in args.cases:
         sz = sizes["tiled"]
         for s in sorted({*sz["fit_sizes"], sz["size"]}):
             _make_input(workdir / f"input_{s}.nc", s, sz["channels"])
         for s in sz["fit_sizes"]:
-            u = _run("tiled", "untiled", args.quick, workdir, size=s)
-            t = _run("tiled", "tiled", args.quick, workdir, size=s)
+            u = _run("tiled", "untiled", args.sizes, workdir, size=s)
+            t = _run("tiled", "tiled", args.sizes, workdir, size=s)
             try:
                 import numpy as np
 
@@ -702,13 +725,13 @@ def main(argv=None) -> int:
                 pass
             add(u)
             add(t)
-        add(_run("tiled", "tiled", args.quick, workdir, size=sz["size"]))
+        add(_run("tiled", "tiled", args.sizes, workdir, size=sz["size"]))
     if "catchment" in args.cases:
         _make_catchment_file(workdir / "catchment_input.nc", sizes["catchment"])
-        w = _run("catchment", "whole", args.quick, workdir)
+        w = _run("catchment", "whole", args.sizes, workdir)
         add(w)
         for method in ("tiled", "tiled_file"):
-            t = _run("catchment", method, args.quick, workdir)
+            t = _run("catchment", method, args.sizes, workdir)
             try:
                 import numpy as np
 
@@ -721,37 +744,37 @@ def main(argv=None) -> int:
             add(t)
     total = time.perf_counter() - t_start
 
-    cols = ["case", "method", "budget MiB", "kept MiB", "alloc MiB", "RSS MiB", "base RSS", "step s", "notes"]
-    rows = []
-    for r in results:
-        notes = []
-        for k in (
-            "arm", "recompute_ratio", "time_ratio", "none_step_s", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
-            "max_abs_diff_vs_untiled", "grad_max_rel_diff",
-        ):  # fmt: skip
-            if k in r:
-                notes.append(f"{k}={r[k]}")
-        if "error" in r:
-            notes.append("ERROR " + r["error"][-80:])
-        rows.append(
-            [
-                r["case"], r["method"], _fmt_bytes(r.get("budget_bytes")), _fmt_bytes(r.get("peak_saved_bytes")),
-                str(r.get("peak_alloc_mb") or "-"), str(r.get("peak_rss_mb") or "-"), str(r.get("base_rss_mb", "-")),
-                str(r.get("step_s", "-")), " ".join(notes),
-            ]
-        )  # fmt: skip
+    cols = COLS
+    rows = [_row(r) for r in results]
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")
+    print("\n| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |")
-    print(f"\ntotal benchmark time: {total:.0f} s ({'quick' if args.quick else 'full'} sizes)")
-    if args.json:
-        for r in results:
-            print(json.dumps(r))
+    print(f"\ntotal benchmark time: {total:.0f} s ({args.sizes} sizes)", flush=True)
     if tmp is not None:
         tmp.cleanup()
     return 0
+
+
+COLS = ["case", "method", "budget MiB", "kept MiB", "alloc MiB", "RSS MiB", "base RSS", "step s", "notes"]
+
+
+def _row(r: dict) -> list[str]:
+    notes = []
+    for k in (
+        "arm", "recompute_ratio", "time_ratio", "none_step_s", "grid", "months", "input", "tile", "batch_tile", "mpix_per_s",
+        "max_abs_diff_vs_untiled", "grad_max_rel_diff",
+    ):  # fmt: skip
+        if k in r:
+            notes.append(f"{k}={r[k]}")
+    if "error" in r:
+        notes.append("ERROR " + r["error"][-80:])
+    return [
+        r["case"], r["method"], _fmt_bytes(r.get("budget_bytes")), _fmt_bytes(r.get("peak_saved_bytes")),
+        str(r.get("peak_alloc_mb") or "-"), str(r.get("peak_rss_mb") or "-"), str(r.get("base_rss_mb", "-")),
+        str(r.get("step_s", "-")), " ".join(notes),
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
