@@ -181,7 +181,7 @@ def _source_dataset():
     t = pd.date_range("2000-01-01", periods=4)
     return xr.Dataset(
         {
-            "tp": ("time", [1e-5, 2e-5, -1e-6, 0.0], {"units": "kg m-2 s-1"}),
+            "tp": ("time", [1e-5, 2e-5, -1e-8, 0.0], {"units": "kg m-2 s-1"}),  # ERA5-like rounding
             "t2m": ("time", [273.15, 283.15, -9999.0, 293.15], {"units": "K"}),
             "flow": ("time", [100.0, -999.0, 50.0, 0.0], {"units": "cfs"}),
             "area": ((), 86.4),
@@ -204,7 +204,7 @@ def test_to_canonical_renames_converts_and_describes():
     }
     out = to_canonical(ds, mapping, source="test.nc", passthrough=["slope"])
     assert set(out.data_vars) == {"pr", "tas", "q", "q_mm", "area_km2", "tasmax", "slope"}
-    np.testing.assert_allclose(out.pr.values, [0.864, 1.728, -0.0864, 0.0])  # negative kept
+    np.testing.assert_allclose(out.pr.values, [0.864, 1.728, -0.000864, 0.0])  # rounding negative kept
     np.testing.assert_allclose(out.tas.values, [0.0, 10.0, np.nan, 20.0])
     np.testing.assert_allclose(out.q.values, [2.8316846592, np.nan, 1.4158423296, 0.0])
     np.testing.assert_allclose(out.q_mm.values, out.q.values)  # area 86.4 km2: 1 m3/s = 1 mm/day
@@ -218,13 +218,14 @@ def test_to_canonical_renames_converts_and_describes():
 
 def test_to_canonical_monthly_fluxes_are_totals():
     ds = xr.Dataset(
-        {"et": ("time", [31.0, 28.0]), "t": ("time", [1.0, 2.0], {"units": "K"})},
+        {"et": ("time", [31.0, 28.0]), "t": ("time", [274.15, 275.15], {"units": "K"})},
         coords={"time": pd.date_range("2001-01-01", periods=2, freq="MS")},
     )
     out = to_canonical(ds, {"evspsbl": {"source": "et", "units": "mm/day"}, "tas": "t"})
     np.testing.assert_allclose(out.evspsbl.values, [31.0 * 31, 28.0 * 28])
     assert out.evspsbl.attrs["units"] == "mm/month"
     assert out.tas.attrs["units"] == "degC"
+    np.testing.assert_allclose(out.tas.values, [1.0, 2.0], atol=1e-5)
 
 
 def test_to_canonical_errors_name_what_is_wrong():

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import yaml
 
-from hydroml._io import load_yaml, write_text_atomic
+from hydroml._io import load_yaml
 from hydroml._progress import progress_enabled, tqdm
 from hydroml.exceptions import ConfigError
 from hydroml.training import distributed as D
@@ -451,12 +451,26 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
     if t.batch_size < info.world_size:
         raise ConfigError(f"train.batch_size {t.batch_size} is smaller than the {info.world_size} processes")
 
-    # Run directory (rank 0 creates and writes; the others only read).
+    # The data first (bad data leave no run directory), then the run directory, created atomically with its
+    # config.yaml and normalisation.json inside (rank 0 creates and writes; the others only read).
+    data_normaliser = None
+    if resume is not None and (resume / "normalisation.json").is_file():
+        data_normaliser = load_normaliser(resume / "normalisation.json")
+    data = prepare_data(cfg, normaliser=data_normaliser)
     run_dir: Path | None
     if resume is not None:
         run_dir = resume
+        if info.is_main and data_normaliser is None:
+            data.normaliser.to_json(run_dir / "normalisation.json")
     elif info.is_main:
-        run_dir = make_run_dir(runs_dir, cfg.name)
+        run_dir = make_run_dir(
+            runs_dir,
+            cfg.name,
+            files={
+                "config.yaml": yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+                "normalisation.json": data.normaliser.to_json,
+            },
+        )
     else:
         run_dir = None
     run_dir = Path(D.broadcast_str(str(run_dir) if run_dir else None, info))
@@ -466,14 +480,6 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
         log.info(
             "run directory %s (process %d of %d, device %s)", run_dir, info.rank, info.world_size, device
         )
-        data_normaliser = None
-        if resume is not None and (run_dir / "normalisation.json").is_file():
-            data_normaliser = load_normaliser(run_dir / "normalisation.json")
-        if writer is not None and resume is None:  # first thing written: a killed run is always resumable
-            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        data = prepare_data(cfg, normaliser=data_normaliser)
-        if writer is not None and data_normaliser is None:
-            data.normaliser.to_json(run_dir / "normalisation.json")
         log.info(
             "%d training samples%s; %d basins; seq_len %d",
             len(data.train),

@@ -21,10 +21,14 @@ No pickle is involved anywhere: loading never executes code from the run directo
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
 import random
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from hydroml._io import atomic_path, load_yaml, write_json_atomic, write_text_atomic
-from hydroml.exceptions import ConfigError
+from hydroml._io import _umask, atomic_path, load_yaml, write_json_atomic, write_text_atomic
+from hydroml.exceptions import ConfigError, DataError, WriteError
 
 log = logging.getLogger("hydroml.training")
 
@@ -47,13 +51,24 @@ __all__ = [
     "capture_rng",
     "restore_rng",
     "load_run",
+    "read_weights",
+    "check_state_dict",
 ]
 
 CHECKPOINT_VERSION = 1
 
 
-def make_run_dir(runs_dir: str | os.PathLike, name: str, now: _dt.datetime | None = None) -> Path:
-    """Create ``runs_dir/<name>_<YYYYmmdd_HHMMSS>/`` (with a ``_2``, ``_3``... suffix if it exists).
+def make_run_dir(
+    runs_dir: str | os.PathLike,
+    name: str,
+    now: _dt.datetime | None = None,
+    files: Mapping[str, str | Callable[[Path], Any]] | None = None,
+) -> Path:
+    """Create ``runs_dir/<name>_<YYYYmmdd_HHMMSS>/`` (with a ``_2``, ``_3``... suffix if it exists) atomically.
+
+    The folder is built as a hidden ``.<name>_<stamp>.tmp-*`` sibling holding ``files`` and renamed into place,
+    so a process killed at any moment leaves either no run directory or one with all of ``files`` (a run
+    directory always has its ``config.yaml`` and ``normalisation.json`` and can be resumed).
 
     Parameters
     ----------
@@ -63,21 +78,48 @@ def make_run_dir(runs_dir: str | os.PathLike, name: str, now: _dt.datetime | Non
         Run name from the config.
     now : datetime, optional
         Timestamp (default: now, UTC).
+    files : mapping of file name to text or writer, optional
+        Files to put in the folder before it appears: text, or a callable taking the destination path
+        (e.g. ``normaliser.to_json``).
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    WriteError
+        ``runs_dir`` cannot be created or written (read-only, full disk).
     """
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    base = Path(runs_dir) / f"{name}_{now:%Y%m%d_%H%M%S}"
-    path, k = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
+    runs_dir = Path(runs_dir)
+    base = runs_dir / f"{name}_{now:%Y%m%d_%H%M%S}"
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}.tmp-", dir=runs_dir))
+    except OSError as err:
+        raise WriteError(f"cannot create a run directory in {runs_dir}: {err.strerror or err}") from err
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        for fname, content in (files or {}).items():
+            if callable(content):
+                content(tmp / fname)
+            else:
+                write_text_atomic(tmp / fname, content)
+        path, k = base, 1
+        while True:
+            if not path.exists():
+                try:
+                    os.rename(tmp, path)
+                    return path
+                except OSError as err:
+                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
             k += 1
             path = base.with_name(f"{base.name}_{k}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -107,9 +149,76 @@ def save_weights(
     return Path(path)
 
 
-def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> torch.nn.Module:
-    """Load safetensors weights into ``model`` (strict) and return it."""
-    model.load_state_dict(load_file(str(path)), strict=True)
+def read_weights(path: str | os.PathLike, where: str = "") -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a truncated or corrupt file is a :class:`DataError` naming it.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.safetensors`` file.
+    where : str
+        What the file belongs to (``"run runs/x_2024..."``), for the message.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+    """
+    path = Path(path)
+    ctx = f"{where}: " if where else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{ctx}no weights file {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError / OSError / ValueError
+        raise DataError(
+            f"{ctx}{path} is not a readable safetensors file (truncated or corrupt? {path.stat().st_size} bytes): "
+            f"{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}"
+        ) from None
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Module, where: str) -> None:
+    """Check weights against a model before loading them: names, shapes, dtypes and finite values.
+
+    Raises
+    ------
+    DataError
+        Naming ``where`` (the run or zoo entry), the tensor and, for a shape mismatch, both shapes; missing or
+        unexpected tensors are listed; NaN or infinite values are refused (they would forecast NaN).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        raise DataError(
+            f"{where}: weights do not match the model: "
+            + (f"missing tensor(s) {missing[:5]}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"unexpected tensor(s) {extra[:5]}" if extra else "")
+            + f" (the model expects {len(expected)} tensors)"
+        )
+    for k, ref in expected.items():
+        got = state[k]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise DataError(
+                f"{where}: tensor {k!r} has shape {tuple(got.shape)} in the weights file but the model expects "
+                f"{tuple(ref.shape)} (config and weights from different models?)"
+            )
+        if got.is_floating_point() != ref.is_floating_point():
+            raise DataError(f"{where}: tensor {k!r} has dtype {got.dtype}, the model expects {ref.dtype}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            n = int((~torch.isfinite(got)).sum())
+            raise DataError(
+                f"{where}: tensor {k!r} holds {n} non-finite value(s) (NaN or inf) of {got.numel()}; expected "
+                "finite weights (a diverged training?)"
+            )
+
+
+def load_weights(path: str | os.PathLike, model: torch.nn.Module, where: str = "") -> torch.nn.Module:
+    """Load safetensors weights into ``model`` (strict, checked by :func:`check_state_dict`) and return it."""
+    where = where or str(path)
+    state = read_weights(path, where)
+    check_state_dict(state, model, where)
+    model.load_state_dict(state, strict=True)
     return model
 
 
@@ -238,12 +347,20 @@ def load_checkpoint(run_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     path = Path(run_dir) / "checkpoint.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {path.name}); was the run started?")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors' own error type for truncated / corrupt files
+        raise DataError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {str(err).splitlines()[0][:200]}"
+        ) from None
     if "hydroml_checkpoint" not in meta:
         raise ConfigError(f"{path} is not a hydroml checkpoint (no 'hydroml_checkpoint' metadata)")
-    info = json.loads(meta["hydroml_checkpoint"])
-    tensors = load_file(str(path))
+    try:
+        info = json.loads(meta["hydroml_checkpoint"])
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: checkpoint metadata is not valid JSON ({err})") from None
+    tensors = read_weights(path, "checkpoint")
     model_state = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
     optim_state = _join_optimiser(tensors, info.pop("optimiser"))
     info["rng_tensors"] = {k: v for k, v in tensors.items() if k.startswith("rng/")}
@@ -289,18 +406,51 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
         The normaliser of the run.
     """
 
-    from hydroml.training.config import config_from_dict
     from hydroml.training.loop import build_model, load_normaliser
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a hydroml run directory (no config.yaml)")
-    config = config_from_dict(load_yaml(cfg_path.read_text()))
-    normaliser = load_normaliser(run_dir / "normalisation.json")
+    config = read_run_config(run_dir)
+    norm_path = run_dir / "normalisation.json"
+    if not norm_path.is_file():
+        raise FileNotFoundError(f"run {run_dir}: no normalisation.json (the run directory is incomplete)")
+    try:
+        normaliser = load_normaliser(norm_path)
+    except (ValueError, KeyError, TypeError) as err:
+        if isinstance(err, DataError | ConfigError):
+            raise
+        raise DataError(
+            f"run {run_dir}: {norm_path.name} is not a valid normaliser file ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected the JSON written by training"
+        ) from None
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{run_dir} has no model.safetensors yet (no epoch finished)")
     model = build_model(config)
-    load_weights(weights, model)
+    load_weights(weights, model, where=f"run {run_dir} ({weights.name})")
     return model.to(device).eval(), config, normaliser
+
+
+def read_run_config(run_dir: str | os.PathLike):
+    """The validated :class:`~hydroml.training.config.Config` of a run directory's ``config.yaml``.
+
+    Raises
+    ------
+    ConfigError
+        The file is not valid YAML or not a valid training config (naming the file and the key).
+    """
+    import yaml
+
+    from hydroml.training.config import config_from_dict
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = load_yaml(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0][:200]})") from None
+    try:
+        return config_from_dict(data if data is not None else {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
