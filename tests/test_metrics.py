@@ -449,7 +449,9 @@ def test_more_documented_differences_from_peers():
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("case", ["raven", "camels", "edge"])
+@pytest.mark.parametrize(
+    "case", ["raven", "camels", "edge", "float32_ties", "rounded_ties", "beyond_float32"]
+)
 def test_numpy_and_numba_engines_agree(case, raven, camels):
     """The fused numba moments and the vectorised NumPy path give the same scores (the cross-checks above run
     on the default engine, so the other one is validated through this test)."""
@@ -459,6 +461,22 @@ def test_numpy_and_numba_engines_agree(case, raven, camels):
         o, s = raven
     elif case == "camels":
         o, s = camels[0], camels[1]
+    elif case == "float32_ties":  # distinct in float64, equal in float32: the numba sort's exact fix-up
+        rng = np.random.default_rng(3)
+        o = np.vstack([1.0 + 1e-12 * rng.permutation(2000), np.where(rng.random(2000) < 0.5, 5.0, 0.0)])
+        o[1] += 1e-11 * rng.random(2000) + rng.gamma(2.0, 1.0, 2000) * (o[1] == 0)
+        s = np.vstack([1.0 + 1e-12 * rng.permutation(2000), rng.gamma(2.0, 1.0, 2000)])
+        o[0, ::37] = np.nan
+    elif case == "rounded_ties":  # gauge records rounded to 0.1: long runs of exact ties
+        rng = np.random.default_rng(4)
+        o, s = np.round(rng.gamma(2.0, 1.0, (3, 3000)), 1), np.round(rng.gamma(2.0, 1.0, (3, 3000)), 1)
+        s[:, ::11] = np.nan
+    elif (
+        case == "beyond_float32"
+    ):  # finite values that overflow float32 (sorted among the invalid pairs there)
+        rng = np.random.default_rng(5)
+        o, s = rng.gamma(2.0, 1e38, (2, 500)), rng.gamma(2.0, 1e38, (2, 500))
+        o[:, ::7] = np.nan
     else:
         o = np.array(
             [[0.1] * 40, list(np.linspace(0, 1, 40)), [1.0, 2.0] + [np.nan] * 38, list(np.arange(40.0))]

@@ -200,119 +200,34 @@ _FDC_FLOOR = 1e-6  # values <= 0 are replaced by this before taking logs of the 
 
 
 _MOMENTS = ("n", "mo", "ms", "sso", "sss", "sos", "sse", "sae", "sd")
-_KERNEL: list[Any] = []
-
-
-_PEAK_KERNEL: list[Any] = []
+_KERNELS: dict[str, Any] = {}  # the numba engine's kernels (hydroml.evaluation._kernels), built on first use
 
 
 def _fused_kernel() -> Callable[..., None] | None:
-    """The numba kernel of the per-series moments, or None (engine "numpy", or numba not installed)."""
+    """The numba kernel of the per-series moments, or None (engine "numpy", or numba not installed).
+
+    The first call builds every kernel of :mod:`hydroml.evaluation._kernels` into ``_KERNELS``.
+    """
     engine = _OPTIONS["engine"]
     if engine == "numpy":
         return None
-    if not _KERNEL:
+    if not _KERNELS:
+        from hydroml.evaluation import _kernels as K
+
         try:
-            _KERNEL.append(_build_kernel())
-            _PEAK_KERNEL.append(_build_peak_kernel())
+            _KERNELS.update(
+                moments=K.build_moments(),
+                rank_stats=K.build_rank_stats(),
+                peaks=K.build_peaks(),
+                **K.build_sorted_sums(),
+            )
         except ImportError:
-            _KERNEL.append(None)
-    if _KERNEL[0] is None and engine == "numba":
+            _KERNELS["moments"] = None
+    if _KERNELS["moments"] is None and engine == "numba":
         raise ConfigError(
             "evaluation engine 'numba' requested but numba is not installed (pip install numba)"
         )
-    return _KERNEL[0]
-
-
-def _build_kernel() -> Callable[..., None]:
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def moments(o, s, out):  # pragma: no cover - compiled
-        rows, steps = o.shape
-        for i in range(rows):
-            n = 0
-            so = 0.0
-            ss = 0.0
-            for t in range(steps):
-                a = o[i, t]
-                b = s[i, t]
-                if np.isfinite(b - a):  # the same validity rule as the NumPy engine
-                    n += 1
-                    so += a
-                    ss += b
-            out[i, 0] = n
-            if n == 0:
-                for k in range(1, 9):
-                    out[i, k] = np.nan
-                continue
-            mo = so / n
-            ms = ss / n
-            sso = 0.0
-            sss = 0.0
-            sos = 0.0
-            sda = 0.0
-            sdb = 0.0
-            sse = 0.0
-            sae = 0.0
-            sd = 0.0
-            for t in range(steps):
-                a = o[i, t]
-                b = s[i, t]
-                d = b - a
-                if np.isfinite(d):
-                    da = a - mo
-                    db = b - ms
-                    sda += da
-                    sdb += db
-                    sso += da * da
-                    sss += db * db
-                    sos += da * db
-                    sse += d * d
-                    sae += abs(d)
-                    sd += d
-            # corrected two-pass sums (Chan, Golub and LeVeque 1983): remove the rounding error of the means,
-            # so that constant series give exactly 0 even with sequential summation
-            out[i, 1] = mo
-            out[i, 2] = ms
-            out[i, 3] = max(sso - sda * sda / n, 0.0)
-            out[i, 4] = max(sss - sdb * sdb / n, 0.0)
-            out[i, 5] = sos - sda * sdb / n
-            out[i, 6] = sse
-            out[i, 7] = sae
-            out[i, 8] = sd
-
-    return moments
-
-
-def _build_peak_kernel() -> Callable[..., None]:
-    import numba
-
-    @numba.njit(cache=True, nogil=True)
-    def peaks(x, m, thr, distance, out):  # pragma: no cover - compiled
-        """Same rule as the NumPy path: valid, >= threshold, rising into it, maximum of the +-distance window."""
-        rows, steps = x.shape
-        for i in range(rows):
-            th = thr[i]
-            for t in range(steps):
-                out[i, t] = False
-                if not m[i, t]:
-                    continue
-                v = x[i, t]
-                if not v >= th:  # also False for a NaN threshold
-                    continue
-                if t > 0 and m[i, t - 1] and not v > x[i, t - 1]:
-                    continue
-                lo = max(0, t - distance)
-                hi = min(steps - 1, t + distance)
-                is_max = True
-                for u in range(lo, hi + 1):
-                    if m[i, u] and x[i, u] > v:
-                        is_max = False
-                        break
-                out[i, t] = is_max
-
-    return peaks
+    return _KERNELS["moments"]
 
 
 class _Block:
@@ -465,6 +380,8 @@ class _Block:
         """Valid values sorted ascending, NaN after them (shared with the ranks when those exist)."""
 
         def f() -> np.ndarray:
+            if self._fused:
+                return self.rank_stats()[0 if which == "o" else 1]
             if "ranks_" + which in self._cache:
                 sv = self._cache["ranks_" + which][1]
                 return np.where(np.arange(sv.shape[-1]) < self.n[:, None], sv, np.nan)
@@ -472,6 +389,37 @@ class _Block:
             return np.sort(np.where(self.m, raw, np.nan), axis=-1)
 
         return self.get("sorted_" + which, f)
+
+    def rank_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """numba engine: sorted valid values of obs and sim (NaN after them) and Spearman's three rank sums.
+
+        One NumPy ``argsort`` of float32 copies per series and variable, then one compiled pass that makes the
+        order exact in float64 and computes the ranks (no rank arrays are kept).
+        """
+
+        def f() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            xo = np.where(self.m, self.raw_o, np.inf)
+            xs = np.where(self.m, self.raw_s, np.inf)
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, then sorted exactly in the kernel
+                order_o = np.argsort(xo.astype(np.float32), axis=-1)
+                order_s = np.argsort(xs.astype(np.float32), axis=-1)
+            so, ss = np.empty_like(xo), np.empty_like(xs)
+            sums = np.empty((xo.shape[0], 3))
+            _KERNELS["rank_stats"](xo, xs, order_o, order_s, self.n, so, ss, sums)
+            return so, ss, sums
+
+        return self.get("rank_stats", f)
+
+    @property
+    def bad_cumsum(self) -> np.ndarray:
+        """Running count of invalid pairs, with a leading 0 column (windows free of invalid pairs)."""
+
+        def f() -> np.ndarray:
+            out = np.zeros((self.m.shape[0], self.m.shape[1] + 1), dtype=np.int32)
+            np.cumsum(~self.m, axis=-1, out=out[:, 1:])
+            return out
+
+        return self.get("bad_cumsum", f)
 
     def ranks(self, which: str) -> np.ndarray:
         """Average ranks (1..n) of the valid pairs, 0 where invalid."""
@@ -544,10 +492,14 @@ def _k_r2(b: _Block) -> np.ndarray:
 
 def _k_spearman(b: _Block) -> np.ndarray:
     b.const_o  # noqa: B018 - registers the warning
+    c = b.nf * ((b.nf + 1.0) / 2.0) ** 2
+    if b._fused:
+        sums = b.rank_stats()[2]
+        r = (sums[:, 0] - c) / np.sqrt((sums[:, 1] - c) * (sums[:, 2] - c))
+        return np.where(b.const_o, np.nan, r)
     ro, rs = b.ranks("o"), b.ranks("s")
     # ranks are multiples of 1/2 whose mean over the n valid pairs is exactly (n + 1) / 2, so the raw sums of
     # squares and products are exact in float64 (up to n ~ 1e5) and need no centred copies
-    c = b.nf * ((b.nf + 1.0) / 2.0) ** 2
     cov = np.einsum("ij,ij->i", ro, rs) - c
     vo = np.einsum("ij,ij->i", ro, ro) - c
     vs = np.einsum("ij,ij->i", rs, rs) - c
@@ -592,10 +544,16 @@ def _k_kge_prime(b: _Block, scale: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[n
 
 def _k_kge_np(b: _Block) -> tuple[np.ndarray, ...]:
     r = _k_spearman(b)
-    so = np.nan_to_num(b.sorted("o"), nan=0.0)
-    ss = np.nan_to_num(b.sorted("s"), nan=0.0)
     mo = b.mo_safe
-    alpha = 1.0 - 0.5 * np.abs(ss / (b.nf * b.ms)[:, None] - so / (b.nf * mo)[:, None]).sum(-1)
+    if b._fused:
+        diff = _KERNELS["scaled_abs_diff"](
+            b.sorted("o"), b.sorted("s"), b.n, 1.0 / (b.nf * b.ms), 1.0 / (b.nf * mo)
+        )
+        alpha = 1.0 - 0.5 * diff
+    else:
+        so = np.nan_to_num(b.sorted("o"), nan=0.0)
+        ss = np.nan_to_num(b.sorted("s"), nan=0.0)
+        alpha = 1.0 - 0.5 * np.abs(ss / (b.nf * b.ms)[:, None] - so / (b.nf * mo)[:, None]).sum(-1)
     beta = b.ms / mo
     k = 1.0 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
     return k, r, alpha, beta
@@ -614,8 +572,10 @@ def _log_eps(b: _Block, epsilon: float | str) -> np.ndarray:
 def _k_log_nse(b: _Block, epsilon: float | str = "mean/100") -> np.ndarray:
     eps = _log_eps(b, epsilon)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.log(np.maximum(b.raw_o, 0.0) + eps)
-        ls = np.log(np.maximum(b.raw_s, 0.0) + eps)
+        lo, ls = np.maximum(b.raw_o, 0.0), np.maximum(b.raw_s, 0.0)  # fresh arrays, transformed in place
+        for a in (lo, ls):
+            a += eps
+            np.log(a, out=a)
     sub = _Block(lo, ls, b.min_pairs, _Warnings())  # log(NaN) is NaN: same valid pairs as b
     out = 1.0 - sub.sse / sub.sso
     const = sub.ok & (sub.sso <= sub.n * (1e3 * np.finfo(np.float64).eps * np.abs(sub.mo)) ** 2)
@@ -638,10 +598,14 @@ def _check_frac(name: str, v: float) -> float:
 def _k_fhv(b: _Block, h: float = 0.02) -> np.ndarray:
     h = _check_frac("h", h)
     k = _rnd(h * b.n)
-    j = np.arange(b.m.shape[-1])
-    top = (j[None, :] >= (b.n - k)[:, None]) & (j[None, :] < b.n[:, None])
-    so = np.where(top, b.sorted("o"), 0.0).sum(-1)
-    ss = np.where(top, b.sorted("s"), 0.0).sum(-1)
+    if b._fused:
+        so = _KERNELS["range_sum"](b.sorted("o"), b.n - k, b.n)
+        ss = _KERNELS["range_sum"](b.sorted("s"), b.n - k, b.n)
+    else:
+        j = np.arange(b.m.shape[-1])
+        top = (j[None, :] >= (b.n - k)[:, None]) & (j[None, :] < b.n[:, None])
+        so = np.where(top, b.sorted("o"), 0.0).sum(-1)
+        ss = np.where(top, b.sorted("s"), 0.0).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = 100.0 * (ss - so) / so
     return np.where(b.ok & (k > 0) & (so != 0), out, np.nan)
@@ -654,6 +618,8 @@ def _k_flv(b: _Block, l: float = 0.3) -> np.ndarray:  # noqa: E741 - the paper's
     low = np.arange(kmax)[None, :] < k[:, None]
 
     def part(which: str) -> np.ndarray:
+        if b._fused:
+            return _KERNELS["log_fdc_sum"](b.sorted(which), k, _FDC_FLOOR)
         lq = np.log(np.maximum(np.nan_to_num(b.sorted(which)[:, :kmax], nan=1.0), _FDC_FLOOR))
         return np.where(low, lq - lq[:, :1], 0.0).sum(-1)
 
@@ -696,7 +662,7 @@ def _find_peaks(b: _Block, which: str, distance: int, percentile: float) -> np.n
         thr = _quantile_sorted(b.sorted(which), b.n, float(percentile))
         if b._fused:
             peak = np.empty(x.shape, dtype=np.bool_)
-            _PEAK_KERNEL[0](x, b.m, thr, int(distance), peak)
+            _KERNELS["peaks"](x, b.m, thr, int(distance), peak)
             return peak
         xv = np.where(b.m, x, -np.inf)
         peak = xv >= thr[:, None]  # False where invalid (-inf) or for an all-invalid row (NaN threshold)
@@ -726,8 +692,7 @@ def _peak_windows(b: _Block, peaks: np.ndarray, window: int) -> tuple[np.ndarray
     inside = (ts - window >= 0) & (ts + window < t)
     rows, ts = rows[inside], ts[inside]
     if window > 0 and rows.size:
-        bad = np.cumsum(~b.m, axis=-1)
-        pad = np.concatenate([np.zeros((b.m.shape[0], 1), bad.dtype), bad], axis=-1)
+        pad = b.bad_cumsum
         nbad = pad[rows, ts + window + 1] - pad[rows, ts - window]
         keep = nbad == 0
         rows, ts = rows[keep], ts[keep]
