@@ -669,6 +669,9 @@ def forecast(
         fm = with_engine(fm, engine, compile)
     if mode not in MODES and not (fm.gridded and mode == "gridded"):
         raise ConfigError(f"unknown forecast mode {mode!r}; valid modes: {', '.join(MODES)}")
+    from hydroml._cf import data_label
+
+    label = data_label(data)
     ds = open_data(data)
     _check_vars(ds, fm.inputs, "dynamic inputs")
     _check_vars(ds, fm.static_inputs, "static inputs")
@@ -715,10 +718,16 @@ def forecast(
                     "time": _target_times(times, i_start, i_end, fm.lead_time),
                 },
             )
+            for name in ("gauge_lat", "gauge_lon", "lat", "lon"):  # gauge coordinates (CF timeSeries)
+                if name in ds.coords and ds[name].dims == ("basin",):
+                    out = out.assign_coords({name: ("basin", ds[name].values, dict(ds[name].attrs))})
             mode_used = mode
     finally:
         model.train(was_training)
-    return _add_cf_attrs(out, fm, mode_used)
+    out = _add_cf_attrs(out, fm, mode_used)
+    if label:
+        out.attrs["input_data"] = label
+    return out
 
 
 def _target_times(times: pd.DatetimeIndex, i_start: int, i_end: int, lead_time: int) -> np.ndarray:
@@ -776,7 +785,7 @@ def _add_cf_attrs(out: xr.Dataset, fm: ForecastModel, mode: str) -> xr.Dataset:
             "Conventions": "CF-1.8",
             "title": f"{', '.join(fm.targets)} predicted by hydroml {fm.architecture} ({mode})",
             "source": f"hydroml {__version__}, model {fm.architecture} {fm.model_id}".strip()
-            + (f" from {fm.source}" if fm.source else ""),
+            + (f" from run directory {Path(fm.source).name}" if fm.source else ""),
             "history": f"{now}: predicted by hydroml {__version__} hydroml.forecast (mode={mode})",
             "model_name": fm.architecture,
             "model_id": fm.model_id,
@@ -793,7 +802,11 @@ def _add_cf_attrs(out: xr.Dataset, fm: ForecastModel, mode: str) -> xr.Dataset:
 
 
 def write_forecast(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write a forecast to NetCDF atomically (a temporary file renamed into place).
+    """Write a forecast to CF-1.8 NetCDF atomically (a temporary file renamed into place).
+
+    The file passes ``compliance-checker --test cf:1.8`` (:func:`hydroml._cf.encode_cf`): depth units with a
+    valid standard name (or none), monthly totals as amounts with ``cell_methods`` and ``time_bnds``, int32
+    time, gauge latitude/longitude, and the input data named by catalog or file name (``input_data``).
 
     Parameters
     ----------
@@ -806,9 +819,11 @@ def write_forecast(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     -------
     pathlib.Path
     """
+    from hydroml._cf import encode_cf
+
     path = Path(path)
     log.info("writing forecast to %s", path)
-    return write_netcdf_atomic(ds, path)
+    return write_netcdf_atomic(encode_cf(ds), path)
 
 
 __all__ = [

@@ -28,7 +28,7 @@ def test_demo_writes_predictions_metrics_and_hydrograph(tmp_path, capsys, demo_c
 
     table = pd.read_csv(out / "metrics.csv", index_col="basin")
     assert list(table.index) == ["demo_01", "demo_02", "demo_03", "demo_04", "demo_05", "median"]
-    assert list(table.columns) == ["nse", "kge", "pbias", "rmse", "nse_climatology"]
+    assert list(table.columns) == ["nse", "kge", "pbias", "rmse", "nse_climatology", "nse_skill_climatology"]
     assert table["nse"].notna().all()
     assert (out / "hydrograph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     runs = list((out / "runs").iterdir())

@@ -37,6 +37,33 @@ def _subcommands() -> list:
     return sorted(mods, key=lambda m: m.NAME)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (the option, what was expected, what was found)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``-v``/``-q`` on ``parser`` and on its nested subcommands (after the subcommand too)."""
+    default = {} if top else {"default": argparse.SUPPRESS}
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", action="count", help="more log output (-vv: debug)", **({"default": 0} | default)
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only warnings and errors, no progress bars",
+        **({"default": False} | default),
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_verbosity(child, top=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``hydroml`` argument parser with every discovered subcommand.
 
@@ -45,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The parser; ``args.func`` is the chosen subcommand's ``run``.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hydroml",
         description=(
             "hydroml: deep learning for hydrology. Load gridded and basin data, train discharge LSTMs and "
@@ -54,16 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `hydroml COMMAND --help` for the options of one command.",
     )
     parser.add_argument("--version", action="version", version=f"hydroml {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    verbosity.add_argument(
-        "-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars"
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _subcommands():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(func=mod.run)
+    _add_verbosity(parser, top=True)
     return parser
 
 
@@ -100,11 +123,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("HYDROML_PROGRESS", "0")
     try:
         return int(args.func(args) or 0)
-    except (HydroMLError, FileNotFoundError, KeyError, ImportError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        sys.stderr.write(f"hydroml {args.command}: error: {msg}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write(f"hydroml {args.command}: interrupted\n")
+        return 130
+    except Exception as err:  # every failure is one line; -vv adds the traceback
+        sys.stderr.write(f"hydroml {args.command}: error: {_one_line(err)}\n")
         log.debug("traceback", exc_info=True)
         return 1
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of an error message; unexpected error types keep their name."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    msg = lines[0] if lines else type(err).__name__
+    if not isinstance(err, HydroMLError | FileNotFoundError | KeyError | ImportError | ValueError):
+        msg = f"{type(err).__name__}: {msg} (run with -vv for the traceback)"
+    return msg
 
 
 if __name__ == "__main__":  # pragma: no cover

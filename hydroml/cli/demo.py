@@ -18,10 +18,12 @@ DESCRIPTION = (
     "Runs the whole hydroml workflow on the built-in synthetic demo basins (5 nested basins, 2000-2015, "
     "generated on first use into HYDROML_CACHE or ~/.cache/hydroml): trains an LSTM on 2001-2009 (validation "
     "2010-2011), forecasts the test period 2012-2015 without looking at discharge, evaluates NSE/KGE/PBIAS/RMSE "
-    "against the demo's simulated truth and a day-of-year climatology, and writes NetCDF predictions, a metrics "
-    "table (CSV) and a hydrograph (PNG)."
+    "against the demo's simulated truth and the skill over a day-of-year climatology of the training period, and "
+    "writes into --out (default ./hydroml_demo_output): predictions.nc (CF NetCDF), metrics.csv (one row per "
+    "basin and the median), hydrograph.png and runs/demo_<YYYYmmdd_HHMMSS>/ (the trained run)."
 )
 
+DEFAULT_OUT = "hydroml_demo_output"
 TRAIN_PERIOD = ["2001-01-01", "2009-12-31"]
 VALIDATION_PERIOD = ["2010-01-01", "2011-12-31"]
 TEST_PERIOD = ["2012-01-01", "2015-12-31"]
@@ -80,9 +82,8 @@ def plot_hydrographs(obs: Any, sim: Any, clim: Any | None = None, axes: Any = No
     -------
     list of matplotlib.axes.Axes
     """
-    from hydroml.exceptions import require
+    import matplotlib.pyplot as plt
 
-    plt = require("matplotlib.pyplot", "maps")
     basins = list(obs["basin"].values)
     if axes is None:
         _, axes = plt.subplots(len(basins), 1, figsize=(11, 2.0 * len(basins)), sharex=True, squeeze=False)
@@ -135,7 +136,7 @@ def run_demo(
 
     from hydroml._io import atomic_path, write_text_atomic
     from hydroml.data.demo import load_demo
-    from hydroml.evaluation import evaluate, nse
+    from hydroml.evaluation.report import evaluate_datasets
     from hydroml.evaluation.skill import climatology
     from hydroml.forecast import forecast, write_forecast
     from hydroml.training import train
@@ -149,13 +150,18 @@ def run_demo(
 
     obs = ds["q_mm"].sel(time=slice(*TEST_PERIOD))
     sim = pred["q_mm"]
-    scores = evaluate(obs, sim, ["nse", "kge", "pbias", "rmse"], dim="time")
-    clim = climatology(ds["q_mm"], ref_period=tuple(TRAIN_PERIOD)).sel(time=obs["time"])
-    table = scores[["nse", "kge", "pbias", "rmse"]].reset_coords(drop=True).to_dataframe()
-    table["nse_climatology"] = nse(obs, clim, dim="time").reset_coords(drop=True).to_series()
+    # the same code, names and reference period as `hydroml evaluate RUN_DIR`: the climatology benchmark is the
+    # day-of-year mean of the training period; nse_climatology is the benchmark's own NSE and
+    # nse_skill_climatology the LSTM's skill over it, (NSE - NSE_clim) / (1 - NSE_clim)
+    scores = evaluate_datasets(
+        ds[["q_mm"]], pred[["q_mm"]], metrics=["nse", "kge", "pbias", "rmse"], ref_period=tuple(TRAIN_PERIOD)
+    )["q_mm"]
+    columns = ["nse", "kge", "pbias", "rmse", "nse_climatology", "nse_skill_climatology"]
+    table = scores[columns].reset_coords(drop=True).to_dataframe()
     table.index = table.index.astype(str)
     table.loc["median"] = table.median()
     table = table.round(4)
+    clim = climatology(ds["q_mm"], ref_period=tuple(TRAIN_PERIOD)).sel(time=obs["time"])
     metrics_path = write_text_atomic(out / "metrics.csv", table.to_csv(index_label="basin"))
 
     import matplotlib.pyplot as plt
@@ -182,7 +188,11 @@ def run_demo(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``hydroml demo``."""
-    parser.add_argument("--out", default="hydroml_demo", help="output folder (default: ./hydroml_demo)")
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"output folder (default: ./{DEFAULT_OUT}): predictions.nc, metrics.csv, hydrograph.png, runs/",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
     parser.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
     parser.add_argument("--seq-len", type=int, default=180, help="input window in days (default 180)")

@@ -36,14 +36,31 @@ def run(args: argparse.Namespace) -> int:
         if not names:
             print(f"no pretrained model matches {args.pattern!r}")
             return 0
-        width = max(len(n) for n in names)
+        rows = [("NAME", "TARGET", "STEP", "DATA", "MODE", "TEST NSE", "TEST KGE")]
         for name in names:
             card = get_card(name)
-            scores = ", ".join(
-                f"{k}={v:.3f}" for k, v in card.test_scores.items() if isinstance(v, int | float)
+            data = (card.config or {}).get("data") or {}
+            source = ":".join(str(data[k]) for k in ("source", "product") if data.get(k)) or "-"
+            scores = card.test_scores
+            rows.append(
+                (
+                    name,
+                    ",".join(card.targets),
+                    str(card.time_step or "-"),
+                    source,
+                    str(card.forecast_mode or "-"),
+                    *(
+                        f"{scores[k]:.3f}" if isinstance(scores.get(k), int | float) else "-"
+                        for k in ("nse_median", "kge_median")
+                    ),
+                )
             )
-            targets = ",".join(card.targets)
-            print(f"{name:<{width}}  -> {targets:<10} {card.training_data}  [{scores}]")
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print(
+            "\nscores: median over the test period's basins/cells; `hydroml zoo show NAME` for the whole card"
+        )
         return 0
     card = get_card(args.name)
     print(json.dumps(card.to_dict(), indent=2) if args.json else card.summary())

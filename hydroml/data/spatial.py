@@ -52,7 +52,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from hydroml.exceptions import DataError
+from hydroml.exceptions import DataError, require
 
 log = logging.getLogger("hydroml.data")
 
@@ -184,7 +184,7 @@ def _crs_of(obj: Any, crs: str | None = None) -> str | None:
 
 
 def _is_equal_area(crs: str) -> bool:
-    from pyproj import CRS
+    CRS = require("pyproj", "geo").CRS
 
     c = CRS.from_user_input(crs)
     if c.is_geographic:
@@ -247,7 +247,7 @@ def cell_corners_lonlat(
         raise DataError(
             f"grid on ({ydim}, {xdim}) has neither lat/lon coordinates nor a 'crs' attribute: cannot locate its cells"
         )
-    from pyproj import Transformer
+    Transformer = require("pyproj", "geo").Transformer
 
     yb = _bounds_1d(grid[ydim].values, ydim)
     xb = _bounds_1d(grid[xdim].values, xdim)
@@ -381,8 +381,8 @@ def _masks_to_fractions(masks, grid, ydim: str, xdim: str) -> tuple[list[str], s
 
 # ----------------------------------------------------------------------------------------------------- GeoJSON
 def _load_geometries(geojson, id_property: str | None) -> list[tuple[str, Any]]:
-    import shapely
-    from shapely.geometry import shape
+    shapely = require("shapely", "geo")
+    shape = require("shapely.geometry", "geo").shape
 
     if isinstance(geojson, Mapping) and "type" not in geojson:
         out = []
@@ -436,14 +436,14 @@ def _load_geometries(geojson, id_property: str | None) -> list[tuple[str, Any]]:
 
 
 def _polygon_fractions(geoms, grid, ydim: str, xdim: str, crs: str | None) -> sp.csr_matrix:
-    import shapely
+    shapely = require("shapely", "geo")
 
     ny, nx = grid.sizes[ydim], grid.sizes[xdim]
     kind = _has_latlon(grid, ydim, xdim)
     crs_ = _crs_of(grid, crs)
     projected = kind != "1d" and crs_ is not None and _is_equal_area(crs_)
     if projected:
-        from pyproj import Transformer
+        Transformer = require("pyproj", "geo").Transformer
 
         yb = _bounds_1d(grid[ydim].values, ydim)
         xb = _bounds_1d(grid[xdim].values, xdim)
@@ -523,7 +523,7 @@ def _outlet_cells(
         raster_crs = _crs_of(raster) or ("EPSG:4326" if _has_latlon(raster, ydim, xdim) == "1d" else None)
         if raster_crs is None:
             raise DataError("gauges_crs given but the flow-direction raster has no 'crs' attribute")
-        from pyproj import Transformer
+        Transformer = require("pyproj", "geo").Transformer
 
         transformer = Transformer.from_crs(gauges_crs, raster_crs, always_xy=True)
     ids, flat = [], []
@@ -718,12 +718,12 @@ def _locate(points_lon, points_lat, px, py, grid, ydim, xdim, crs_grid, crs_poin
     nx = grid.sizes[xdim]
     kind = _has_latlon(grid, ydim, xdim)
     if kind != "1d" and crs_grid is not None and crs_points is not None and ydim in grid.coords:
-        from pyproj import CRS
+        CRS = require("pyproj", "geo").CRS
 
         if CRS.from_user_input(crs_grid) == CRS.from_user_input(crs_points):
             qx, qy = px, py
         else:
-            from pyproj import Transformer
+            Transformer = require("pyproj", "geo").Transformer
 
             qx, qy = Transformer.from_crs(crs_points, crs_grid, always_xy=True).transform(px, py)
         kind = "proj"
@@ -811,7 +811,7 @@ def fine_mask_to_fractions(
             raise DataError("the fine raster has no lat/lon and no 'crs': pass mask_crs=")
         yy, xx = np.meshgrid(mask[fy].values, mask[fx].values, indexing="ij")
         px, py = xx.ravel()[any_cell], yy.ravel()[any_cell]
-        from pyproj import Transformer
+        Transformer = require("pyproj", "geo").Transformer
 
         plon, plat = Transformer.from_crs(crs_m, "EPSG:4326", always_xy=True).transform(px, py)
     target = _locate(np.asarray(plon), np.asarray(plat), px, py, grid, ydim, xdim, crs_g, crs_m)

@@ -590,7 +590,7 @@ def _train(cfg: Config, info: D.DistInfo, device, runs_dir, resume: Path | None,
                 if _BATCH_SLEEP:  # test hook: slow the loop down so a test can kill it mid-epoch
                     time.sleep(_BATCH_SLEEP)
                 if show:
-                    inner.set_postfix(loss=f"{float(loss):.4f}")
+                    inner.set_postfix(loss=f"{float(loss.detach()):.4f}")
             D.all_reduce_sum(sum_loss, info)
             row: dict[str, Any] = {
                 "epoch": epoch,
