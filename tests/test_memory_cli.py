@@ -38,6 +38,10 @@ def test_memory_plan_training_config_and_errors(tmp_path, capsys):
     assert main(["memory", "plan", str(cfg), "--chunk", "4"]) == 0
     assert "time items" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  name: unet\n  in_channels: 3\nbatch:\n  x: [1, 3, 16, 16]\n")
-    assert main(["memory", "plan", str(bad)]) == 1
-    assert "memory_budget" in capsys.readouterr().err
+    bad.write_text(
+        "model:\n  name: unet\n  in_channels: 3\n  depth: 2\n  base_width: 4\nbatch:\n  x: [2, 3, 16, 16]\n"
+    )
+    assert main(["memory", "plan", str(bad)]) == 0  # no budget: the profile, nothing checkpointed, and why
+    assert "sets no memory_budget" in capsys.readouterr().out
+    assert main(["memory", "plan", str(bad), "--budget", "5XB"]) == 1
+    assert "--budget: expected a size" in capsys.readouterr().err

@@ -143,13 +143,19 @@ def run(args: argparse.Namespace) -> int:
     from hydroml.models import create
 
     cfg = _load(args.config)
+    training_error = None
     if _is_training_config(cfg):
-        name, model, batch, what, cfg_budget = _from_training_config(args.config)
-    else:
+        try:
+            name, model, batch, what, cfg_budget = _from_training_config(args.config)
+        except ConfigError as err:  # not a complete training config: read it as a plan config below
+            training_error = err
+    if training_error is not None or not _is_training_config(cfg):
         name, params = _model_spec(cfg, args.config)
         try:
             model = create(name, **params)
         except TypeError as err:
+            if training_error is not None:
+                raise training_error from err
             raise ConfigError(
                 f"{args.config}: model {name!r} cannot be built from its parameters: {err}"
             ) from err
