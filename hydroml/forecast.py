@@ -701,7 +701,16 @@ def forecast(
             if "basin" not in ds.dims:
                 raise DataError(f"basin forecast data need a 'basin' dimension; found dims {dict(ds.sizes)}")
             if basins is not None:
-                ds = ds.sel(basin=list(basins))
+                known = {str(b) for b in ds["basin"].values}
+                missing = [str(b) for b in basins if str(b) not in known]
+                if missing:
+                    some = sorted(known)[:5]
+                    raise DataError(
+                        f"basins {missing} are not in the forecast data; it has {len(known)} basins "
+                        f"({', '.join(some)}{', ...' if len(known) > 5 else ''})"
+                    )
+                lookup = {str(b): b for b in ds["basin"].values}
+                ds = ds.sel(basin=[lookup[str(b)] for b in basins])
             if mode == "sliding":
                 i0, i_start, i_end = _period(times, start, end, fm.seq_len - 1, "a sliding-window forecast")
                 x, xs = _dynamic_arrays(ds, fm, i0, i_end, scaler), _static_arrays(ds, fm, scaler)
