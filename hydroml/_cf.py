@@ -182,6 +182,11 @@ def encode_cf(ds: Any, input_data: str | None = None) -> Any:
             if cand in out.variables:
                 out[cand].attrs.update({"standard_name": std, "units": units})
                 out[cand].attrs.setdefault("long_name", std if cand == name else f"gauge {std}")
+    for name in out.variables:  # CF-1.8 has no 64-bit integers
+        if out[name].dtype == np.int64 and "dtype" not in out[name].encoding:
+            values = out[name].values
+            small = values.size == 0 or (values.min() >= -(2**31) and values.max() < 2**31)
+            out[name].encoding["dtype"] = "int32" if small else "float64"
     for name in out.coords:
         out[name].encoding["_FillValue"] = None
     for name in out.data_vars:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hydroml._cf import encode_cf, same_units
 from hydroml._io import atomic_path, write_netcdf_atomic
 from hydroml.exceptions import DataError, UnitError, require
 
@@ -94,6 +95,13 @@ def find_pairs(pred: Any, obs: Any = None) -> dict[str, tuple[str, str]]:
             "pass --obs OBS.nc or --pair OBS_VAR:SIM_VAR"
         )
     return pairs
+
+
+def _label(value: Any) -> str:
+    """A coordinate value for a text attribute: dates as YYYY-MM-DD (no nanoseconds)."""
+    if isinstance(value, np.datetime64):
+        return str(value.astype("datetime64[D]"))
+    return str(value)
 
 
 def _attrs(metric: str, units: str | None) -> dict[str, Any]:
@@ -171,7 +179,7 @@ def evaluate_datasets(
             raise DataError(f"prediction variable {sv!r} not found; available: {sorted(pred.data_vars)}")
         o_full, s = src[ov], pred[sv]
         uo, us = o_full.attrs.get("units"), s.attrs.get("units")
-        if uo and us and str(uo).strip() != str(us).strip():
+        if uo and us and not same_units(o_full.attrs, s.attrs):
             raise UnitError(
                 f"observations {ov!r} are in {uo!r} but predictions {sv!r} in {us!r}; convert one of them first "
                 "(hydroml.data converts to canonical units)"
@@ -226,7 +234,7 @@ def evaluate_datasets(
             "title": f"hydroml evaluation of {sv} against {ov}",
             "observed_variable": ov,
             "simulated_variable": sv,
-            "time_period": f"{o[dim].values[0]}..{o[dim].values[-1]}",
+            "time_period": f"{_label(o[dim].values[0])}..{_label(o[dim].values[-1])}",
             "conventions_doc": "docs/metrics.md (pairwise NaN dropping, min valid pairs, constant obs -> NaN)",
         }
         out[name] = res
@@ -486,8 +494,9 @@ def write_report(
     pairs: Mapping[str, tuple[str, str]] | None = None,
     dim: str = "time",
     figures: bool = True,
+    input_data: str | None = None,
 ) -> list[Path]:
-    """Write scores (NetCDF + CSV), the summary and figures into ``out_dir``.
+    """Write scores (CF-1.8 NetCDF + CSV), the summary and figures into ``out_dir``.
 
     Parameters
     ----------
@@ -504,6 +513,8 @@ def write_report(
     figures : bool
         Draw figures (needs matplotlib, and cartopy for maps: the ``maps`` extra). Missing packages are logged
         and skipped, never fatal.
+    input_data : str, optional
+        The scored files or catalog names (recorded as ``input_data``; file names, never machine paths).
 
     Returns
     -------
@@ -520,7 +531,7 @@ def write_report(
     summaries = []
     for name, res in results.items():
         res = res.assign_attrs(history=f"hydroml {hydroml.__version__} evaluate", source="hydroml.evaluation")
-        written.append(write_netcdf_atomic(res, out / f"metrics_{name}.nc"))
+        written.append(write_netcdf_atomic(encode_cf(res, input_data), out / f"metrics_{name}.nc"))
         df = (
             res.to_dataframe()
             if res.dims
