@@ -134,7 +134,18 @@ def data_for_model(data: str, config: dict, option: str = "--data") -> str:
     import logging
     from pathlib import Path
 
-    if ":" in data or Path(data).exists():
+    if Path(data).exists():
+        return data
+    from hydroml import catalog
+    from hydroml.exceptions import ConfigError
+
+    name = data.partition(":")[0]
+    entries = catalog.list_entries()
+    if name not in entries:
+        raise ConfigError(
+            f"{option}: {data!r} is neither a file nor a data catalog name; catalog entries: {', '.join(entries)}"
+        )
+    if ":" in data:
         return data
     d = (config or {}).get("data") or {}
     if d.get("product") and d.get("source") == data:
