@@ -36,6 +36,9 @@ LWE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "runoff_flux": (None, None),
 }
 
+#: CF mass amounts (kg m-2) -> the flux entry of :data:`LWE_NAMES` (totals declared as amounts in mm/month).
+_FLUX_OF_AMOUNT = {flux.replace("_flux", "_amount"): flux for flux in LWE_NAMES}
+
 #: Units that are a water depth per time (1 mm of liquid water over 1 m2 is 1 kg).
 _DEPTH_RATE = {
     "mm/day": "day",
@@ -89,11 +92,14 @@ def cf_variable_attrs(attrs: dict[str, Any], monthly: bool) -> dict[str, Any]:
     """
     out = dict(attrs)
     units = " ".join(str(out.get("units", "")).split())
-    std = out.get("standard_name")
+    std = std_in = out.get("standard_name")
     per = _DEPTH_RATE.get(units)
+    std = _FLUX_OF_AMOUNT.get(std, std) if per == "month" else std
     if per is None or std not in LWE_NAMES:
         return out
     rate, amount = LWE_NAMES[std]
+    if std_in in _FLUX_OF_AMOUNT:  # declared a monthly total already (hydroml.closure.to_cf)
+        monthly = True
     if monthly and per == "month":
         out["units"] = "mm"
         out["hydroml_units"] = "mm/month"

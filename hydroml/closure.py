@@ -918,7 +918,7 @@ def to_cf(
     Returns
     -------
     xarray.Dataset
-        Write it with :func:`hydroml._io.write_netcdf_atomic`.
+        Write it with :func:`hydroml.forecast.write_forecast` (atomic, CF-1.8: ``tests/test_cf.py``).
     """
     from hydroml import __version__
 

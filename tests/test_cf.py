@@ -1,7 +1,7 @@
 """CF-1.8 validity of every output kind and of the variables table's units.
 
-``compliance-checker --test cf:1.8`` (IOOS) runs on a basin prediction file, a monthly evaporation grid and a
-metrics file, and must report zero errors (its "high priority" failures). The variables table is checked with
+``compliance-checker --test cf:1.8`` (IOOS) runs on a basin prediction file, a monthly evaporation grid, the
+closure-corrected evaporation grid and both kinds of metrics file, and must report zero errors (its "high priority" failures). The variables table is checked with
 cf-units (UDUNITS-2): every unit parses, every standard name is in the CF standard name table that
 compliance-checker ships, and every (units, standard_name) pair that hydroml writes is convertible to the
 name's canonical units.
@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import hydroml.zoo as zoo
+from hydroml import closure
 from hydroml._cf import cf_variable_attrs, same_units
 from hydroml.cli import main
 from hydroml.data.variables import variables_table
@@ -141,10 +142,13 @@ def outputs(tmp_path_factory, demo_cache):
         == 0
     )
     files["metrics_basins"] = tmp / "eb" / "metrics_q_mm.nc"
+    problem, _ = closure.demo_problem()
+    corrected = closure.to_cf(np.full(problem.product.shape, 40.0, dtype=np.float32), problem, source="test")
+    files["closure"] = write_forecast(corrected, tmp / "et_closure.nc")
     return files
 
 
-@pytest.mark.parametrize("kind", ["basins", "grid", "metrics_grid", "metrics_basins"])
+@pytest.mark.parametrize("kind", ["basins", "grid", "metrics_grid", "metrics_basins", "closure"])
 def test_every_output_kind_passes_compliance_checker_cf_1_8(outputs, kind, tmp_path):
     n, msgs = cf_errors(outputs[kind], tmp_path)
     assert n == 0, msgs
