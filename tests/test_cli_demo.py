@@ -43,6 +43,13 @@ def test_demo_writes_predictions_metrics_and_hydrograph(tmp_path, capsys, demo_c
     assert main([*cmd, "--out", str(pred_nc), "--start", "1990-01-01"]) == 1
     assert "error:" in capsys.readouterr().err
 
+    # `hydroml evaluate RUN_DIR` scores the run's test period with the demo's names and reference period
+    assert main(["evaluate", str(runs[0]), "--no-figures", "-q"]) == 0
+    capsys.readouterr()
+    scored = pd.read_csv(runs[0] / "evaluation" / "metrics_q_mm.csv", index_col="basin")
+    for col in ("nse", "nse_climatology", "nse_skill_climatology"):
+        assert (scored[col] - table.loc[scored.index, col]).abs().max() < 1e-3, col
+
 
 def test_demo_help_explains_itself(capsys):
     import pytest

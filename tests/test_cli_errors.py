@@ -180,3 +180,14 @@ def test_progress_bars_are_off_off_a_terminal_and_honour_tqdm_disable(monkeypatc
     monkeypatch.setenv("HYDROML_PROGRESS", "1")
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert progress_enabled()  # forced on for a log file
+
+
+def test_forecast_picks_the_product_from_the_zoo_card(files, capsys):
+    out = files / "et.nc"
+    argv = ["forecast", "unet.demo_evaporation", "--data", "demo", "--out", str(out), "--start", "2014-01-01"]
+    assert main([*argv, "-v"]) == 0
+    assert "using product 'monthly'" in capsys.readouterr().err
+    import xarray as xr
+
+    with xr.open_dataset(out) as ds:
+        assert ds["evspsbl"].dims == ("time", "lat", "lon") and ds.attrs["input_data"] == "demo:monthly"
