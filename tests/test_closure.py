@@ -257,7 +257,9 @@ def test_forecast_writes_the_corrected_grid_as_cf(demo, tmp_path):
     with xr.open_dataset(path) as back:
         v = back["evspsbl"]
         assert v.dims == ("time", "lat", "lon") and v.shape == (24, 32, 32)
-        assert "evapotranspiration" in v.attrs["standard_name"] and "month" in v.attrs["units"]
+        assert v.attrs["standard_name"] == "lwe_thickness_of_water_evaporation_amount"  # CF-valid with mm
+        assert v.attrs["units"] == "mm" and v.attrs["hydroml_units"] == "mm/month"
+        assert v.attrs["cell_methods"] == "time: sum" and "time_bnds" in back.variables
         land = problem.valid
         np.testing.assert_allclose(v.values[:, land], ref[:, land], rtol=1e-4, atol=1e-3)
 
